@@ -1,0 +1,75 @@
+"""quiv: an in-process task scheduler for FastAPI applications.
+
+Sync and async handlers run on a thread pool, with cooperative cancellation
+(``_stop_event``), progress delivered to the main event loop
+(``_progress_hook``) and a per-job id (``_job_id``); task and job state live
+in a private temporary SQLite database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from quiv._clock import Clock, SystemClock
+from quiv._config import QuivConfig
+from quiv._context import get_current_job_id
+from quiv._enums import Event, JobStatus, TaskStatus
+from quiv._exceptions import (
+    ConfigurationError,
+    DatabaseError,
+    DatabaseInitializationError,
+    HandlerNotRegisteredError,
+    HandlerRegistrationError,
+    InvalidArgumentError,
+    InvalidTimezoneError,
+    JobNotFoundError,
+    QuivError,
+    SchedulerStoppedError,
+    TaskNotFoundError,
+    TaskNotScheduledError,
+)
+from quiv._main import run_on_main
+from quiv._scheduler import Quiv
+from quiv.models import Job, Task
+from quiv.types import JobId, JobListener, ProgressCallback, ProgressHook, TaskId, TaskListener
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Clock",
+    "ConfigurationError",
+    "DatabaseError",
+    "DatabaseInitializationError",
+    "Event",
+    "HandlerNotRegisteredError",
+    "HandlerRegistrationError",
+    "InvalidArgumentError",
+    "InvalidTimezoneError",
+    "Job",
+    "JobId",
+    "JobListener",
+    "JobNotFoundError",
+    "JobStatus",
+    "ProgressCallback",
+    "ProgressHook",
+    "Quiv",
+    "QuivConfig",
+    "QuivError",
+    "SchedulerStoppedError",
+    "SystemClock",
+    "Task",
+    "TaskId",
+    "TaskListener",
+    "TaskNotFoundError",
+    "TaskNotScheduledError",
+    "TaskStatus",
+    "get_current_job_id",
+    "run_on_main",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("quiv._"):
+        with contextlib.suppress(AttributeError, TypeError):
+            _obj.__module__ = "quiv"
+del _name, _obj

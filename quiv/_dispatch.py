@@ -1,0 +1,296 @@
+"""Delivering callbacks: onto the main asyncio loop when there is one, else here.
+
+Progress callbacks, listeners and ``run_on_main`` all go through a
+:class:`Dispatcher`. With a main loop available, work is appended to a
+:class:`Mailbox` that wakes the loop once per batch (not once per message)
+and drains in short time slices, so a flood of progress never starves the
+loop's other callbacks. Without a loop, sync callbacks run on the calling
+thread and async ones in a temporary event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+__all__ = ["Dispatcher", "Mailbox", "in_job_thread", "run_coroutine_blocking"]
+
+T = TypeVar("T")
+
+#: How long one drain of the mailbox may hold the main loop before yielding.
+SLICE_SECONDS = 0.002
+
+_thread_state = threading.local()
+
+
+def in_job_thread() -> bool:
+    """True while the current thread is running a quiv job."""
+    return getattr(_thread_state, "in_job", False)
+
+
+def set_in_job_thread(value: bool) -> None:
+    _thread_state.in_job = value
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """The loop running in this thread, unless it is a job's private loop."""
+    if in_job_thread():
+        return None
+    return asyncio._get_running_loop()
+
+
+async def _await(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
+def run_coroutine_blocking(awaitable: Awaitable[T]) -> T:
+    """Run ``awaitable`` to completion in a temporary event loop and return its result.
+
+    When this thread already runs a loop (an async handler reporting progress
+    with no main loop around), the temporary loop runs on a helper thread
+    while this one waits, because one thread cannot run two loops.
+    """
+    coro: Coroutine[Any, Any, T] = awaitable if asyncio.iscoroutine(awaitable) else _await(awaitable)
+    if asyncio._get_running_loop() is None:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = asyncio.run(coro)
+        except BaseException as exc:  # handed back to the waiting thread
+            box["error"] = exc
+
+    helper = threading.Thread(target=target, name="quiv-temp-loop", daemon=True)
+    helper.start()
+    helper.join()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]  # type: ignore[no-any-return]
+
+
+class _OrderedChannel:
+    """Awaits one task's async progress callbacks one after another, in order."""
+
+    __slots__ = ("_items", "_key", "_mailbox", "_runner")
+
+    def __init__(self, mailbox: Mailbox, key: object) -> None:
+        self._mailbox = mailbox
+        self._key = key
+        self._items: deque[tuple[Callable[..., Awaitable[Any]], tuple[Any, ...], dict[str, Any]]] = deque()
+        self._runner: asyncio.Task[None] | None = None
+
+    def push(
+        self, callback: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        self._items.append((callback, args, kwargs))
+        if self._runner is None:
+            self._runner = self._mailbox.loop.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        items = self._items
+        logger = self._mailbox.logger
+        started = time.perf_counter()
+        try:
+            while items:
+                callback, args, kwargs = items.popleft()
+                try:
+                    await callback(*args, **kwargs)
+                except Exception:
+                    logger.exception("progress callback %r raised", callback)
+                if time.perf_counter() - started > SLICE_SECONDS:
+                    await asyncio.sleep(0)
+                    started = time.perf_counter()
+        finally:
+            self._runner = None
+            if not items:
+                self._mailbox.channels.pop(self._key, None)
+
+
+class Mailbox:
+    """A FIFO of calls to run on one event loop, woken once per batch."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, logger: logging.Logger | logging.LoggerAdapter[Any]
+    ) -> None:
+        self.loop = loop
+        self.logger = logger
+        self.channels: dict[object, _OrderedChannel] = {}
+        self._items: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._lock = threading.Lock()
+        self._scheduled = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def post(self, func: Callable[..., Any], args: tuple[Any, ...]) -> bool:
+        """Queue ``func(*args)`` for the loop; False if the loop can no longer take it."""
+        with self._lock:
+            self._items.append((func, args))
+            if self._scheduled:
+                return True
+            self._scheduled = True
+        try:
+            self.loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # the loop was closed under us
+            with self._lock:
+                self._scheduled = False
+                self._items.clear()
+            return False
+        return True
+
+    def _drain(self) -> None:
+        deadline = time.perf_counter() + SLICE_SECONDS
+        items = self._items
+        lock = self._lock
+        count = 0
+        while True:
+            with lock:
+                if not items:
+                    self._scheduled = False
+                    return
+                func, args = items.popleft()
+            try:
+                func(*args)
+            except Exception:
+                self.logger.exception("callback %r raised on the main loop", func)
+            count += 1
+            if count & 63 == 0 and time.perf_counter() > deadline:
+                # Let the loop breathe; the flag stays set so nobody else reschedules.
+                self.loop.call_soon(self._drain)
+                return
+
+    # --- helpers that run on the loop ------------------------------------
+    def spawn(self, coro: Coroutine[Any, Any, Any], what: object) -> None:
+        """Start ``coro`` as a task on the loop, keeping it alive and logging its failure."""
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+
+        def done(finished: asyncio.Task[Any]) -> None:
+            self._tasks.discard(finished)
+            if not finished.cancelled() and finished.exception() is not None:
+                self.logger.error("%r raised on the main loop", what, exc_info=finished.exception())
+
+        task.add_done_callback(done)
+
+    def progress_async(
+        self,
+        key: object,
+        callback: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        channel = self.channels.get(key)
+        if channel is None:
+            channel = self.channels[key] = _OrderedChannel(self, key)
+        channel.push(callback, args, kwargs)
+
+
+class Dispatcher:
+    """Finds the main loop and delivers callbacks along the four documented paths."""
+
+    def __init__(
+        self,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+        main_loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self.logger = logger
+        self._mailbox: Mailbox | None = Mailbox(main_loop, logger) if main_loop is not None else None
+        self._explicit = main_loop is not None
+
+    # --- main loop resolution --------------------------------------------
+    def note_caller(self) -> None:
+        """Adopt the caller's running loop as the main loop if none is known yet."""
+        if self._mailbox is None or self._mailbox.loop.is_closed():
+            loop = _running_loop()
+            if loop is not None:
+                self._mailbox = Mailbox(loop, self.logger)
+
+    def mailbox(self) -> Mailbox | None:
+        """The mailbox of a usable main loop, or None when there is none right now."""
+        box = self._mailbox
+        if box is None:
+            self.note_caller()
+            box = self._mailbox
+            if box is None:
+                return None
+        loop = box.loop
+        if loop.is_closed():
+            self._mailbox = None
+            self.note_caller()
+            return self._mailbox
+        if not loop.is_running():
+            return None
+        return box
+
+    @property
+    def main_loop(self) -> asyncio.AbstractEventLoop | None:
+        box = self.mailbox()
+        return box.loop if box is not None else None
+
+    # --- delivery ---------------------------------------------------------
+    def call_here(
+        self, callback: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], what: str
+    ) -> None:
+        """Run a callback on this thread (a temporary loop for async ones), logging failures."""
+        try:
+            result = callback(*args, **kwargs)
+            if asyncio.iscoroutine(result) or isinstance(result, Awaitable):
+                run_coroutine_blocking(result)
+        except Exception:
+            self.logger.exception("%s %r raised", what, callback)
+
+    def progress(
+        self,
+        key: object,
+        callback: Callable[..., Any],
+        is_async: bool,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        """Deliver one progress report; never raises."""
+        box = self.mailbox()
+        if box is not None:
+            if is_async:
+                if box.post(box.progress_async, (key, callback, args, kwargs)):
+                    return
+            elif box.post(self._call_sync_progress, (callback, args, kwargs)):
+                return
+        self.call_here(callback, args, kwargs, "progress callback")
+
+    def _call_sync_progress(
+        self, callback: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        try:
+            result = callback(*args, **kwargs)
+        except Exception:
+            self.logger.exception("progress callback %r raised", callback)
+            return
+        if asyncio.iscoroutine(result):
+            box = self._mailbox
+            if box is not None:
+                box.spawn(result, callback)
+
+    def emit(self, listeners: tuple[tuple[Callable[..., Any], bool], ...], args: tuple[Any, ...]) -> None:
+        """Deliver an event to ``listeners`` (callable, is_async) in registration order; never raises."""
+        box = self.mailbox()
+        if box is not None and box.post(self._deliver_on_loop, (listeners, args)):
+            return
+        for listener, _ in listeners:
+            self.call_here(listener, args, {}, "listener")
+
+    def _deliver_on_loop(
+        self, listeners: tuple[tuple[Callable[..., Any], bool], ...], args: tuple[Any, ...]
+    ) -> None:
+        box = self._mailbox
+        for listener, is_async in listeners:
+            try:
+                result = listener(*args)
+            except Exception:
+                self.logger.exception("listener %r raised", listener)
+                continue
+            if (is_async or asyncio.iscoroutine(result)) and box is not None and asyncio.iscoroutine(result):
+                box.spawn(result, listener)

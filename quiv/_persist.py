@@ -1,0 +1,162 @@
+"""Write-behind persistence: live state changes are batched to the store by one thread.
+
+The scheduler marks records dirty while it holds its lock (a dict
+assignment); the writer thread snapshots the dirty set under that lock and
+writes it in one transaction outside it. Readers call :meth:`flush` first,
+so a read always sees every change made before it. Retention purges run on
+the same thread, at the moment the oldest finished job expires (batched to
+at most one purge per second), so an idle scheduler never wakes up.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from quiv._clock import Clock
+from quiv._exceptions import DatabaseError
+from quiv._state import JobState, TaskState
+from quiv._store import JobRow, Store, TaskRow
+
+__all__ = ["Persister"]
+
+#: Purges are batched: at most one per this many seconds.
+PURGE_MIN_GAP = 1.0
+
+
+class Persister:
+    def __init__(
+        self,
+        store: Store,
+        lock: threading.Lock | threading.RLock,
+        clock: Clock,
+        retention: float,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+    ) -> None:
+        self.store = store
+        self._state_lock = lock
+        self._clock = clock
+        self._retention = retention
+        self._logger = logger
+        self._db_lock = threading.Lock()
+        self._dirty_tasks: dict[str, TaskState] = {}
+        self._deleted_tasks: set[str] = set()
+        self._dirty_jobs: dict[str, JobState] = {}
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._purge_at: float | None = None
+        self._last_purge = float("-inf")
+        self._failed = False
+
+    # --- marking (caller holds the scheduler lock) -------------------------
+    def task_changed(self, task: TaskState) -> None:
+        if not (self._dirty_tasks or self._dirty_jobs or self._deleted_tasks):
+            self._wake.set()
+        self._dirty_tasks[task.id] = task
+
+    def task_deleted(self, task_id: str) -> None:
+        if not (self._dirty_tasks or self._dirty_jobs or self._deleted_tasks):
+            self._wake.set()
+        self._dirty_tasks.pop(task_id, None)
+        self._deleted_tasks.add(task_id)
+
+    def job_changed(self, job: JobState) -> None:
+        if not (self._dirty_tasks or self._dirty_jobs or self._deleted_tasks):
+            self._wake.set()
+        self._dirty_jobs[job.id] = job
+
+    # --- writing ------------------------------------------------------------
+    def flush(self) -> None:
+        """Write every change marked so far; raise ``DatabaseError`` if the store fails."""
+        with self._db_lock:
+            self._write_locked(raise_errors=True)
+
+    def _write_locked(self, raise_errors: bool) -> None:
+        with self._state_lock:
+            if not (self._dirty_tasks or self._dirty_jobs or self._deleted_tasks):
+                return
+            task_states = list(self._dirty_tasks.values())
+            job_states = list(self._dirty_jobs.values())
+            tasks: list[TaskRow] = [t.row() for t in task_states]
+            jobs: list[JobRow] = [j.row() for j in job_states]
+            deleted = self._deleted_tasks
+            self._dirty_tasks, self._dirty_jobs, self._deleted_tasks = {}, {}, set()
+        try:
+            self.store.write(tasks, deleted, jobs)
+        except DatabaseError as exc:
+            self._requeue(task_states, deleted, job_states)
+            if not self._failed:
+                self._failed = True
+                self._logger.error(
+                    "quiv could not write to its database (%s); changes are kept in memory", exc
+                )
+            if raise_errors:
+                raise
+            return
+        self._failed = False
+        ended = [row.ended_at for row in jobs if row.ended_at is not None]
+        if ended:
+            self._plan_purge(min(ended) + self._retention)
+
+    def _requeue(self, tasks: list[TaskState], deleted: set[str], jobs: list[JobState]) -> None:
+        """Put back what a failed write did not store, unless newer changes replaced it."""
+        with self._state_lock:
+            for task in tasks:
+                if task.id not in self._deleted_tasks:
+                    self._dirty_tasks.setdefault(task.id, task)
+            self._deleted_tasks |= deleted - set(self._dirty_tasks)
+            for job in jobs:
+                self._dirty_jobs.setdefault(job.id, job)
+
+    def _plan_purge(self, when: float) -> None:
+        when = max(when, self._last_purge + PURGE_MIN_GAP)
+        if self._purge_at is None or when < self._purge_at:
+            self._purge_at = when
+            self._wake.set()
+
+    def _purge_locked(self, now: float) -> None:
+        self._last_purge = now
+        self._purge_at = None
+        try:
+            oldest = self.store.purge_jobs(now - self._retention)
+        except DatabaseError as exc:
+            self._logger.error("quiv could not purge old jobs: %s", exc)
+            return
+        if oldest is not None:
+            self._plan_purge(oldest + self._retention)
+
+    # --- the writer thread ----------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None:
+            self._clock.subscribe(self._wake.set)
+            self._thread = threading.Thread(target=self._run, name="quiv-writer", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        wake = self._wake
+        while True:
+            purge_at = self._purge_at
+            timeout = None if purge_at is None else self._clock.wait_seconds(purge_at)
+            wake.wait(timeout)
+            wake.clear()
+            if self._stopping:
+                return
+            with self._db_lock:
+                self._write_locked(raise_errors=False)
+                purge_at = self._purge_at
+                if purge_at is not None:
+                    now = self._clock.now().timestamp()
+                    if now >= purge_at:
+                        self._purge_locked(now)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the writer and close the store (which deletes the database)."""
+        self._stopping = True
+        self._wake.set()
+        self._clock.unsubscribe(self._wake.set)
+        if self._thread is not None:
+            self._thread.join(timeout)
+        with self._db_lock:
+            self.store.close()

@@ -1,0 +1,777 @@
+"""The scheduler: the public ``Quiv`` class and its engine."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import math
+import pickle
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import tzinfo
+from typing import Any
+
+from quiv._clock import Clock, SystemClock
+from quiv._config import (
+    DEFAULT_POOL_SIZE,
+    DEFAULT_RETENTION,
+    DEFAULT_TIMEZONE,
+    QuivConfig,
+    resolve_timezone,
+)
+from quiv._context import current_job_id, current_scheduler
+from quiv._declarative import _DeclarativeMixin
+from quiv._dispatch import Dispatcher, run_coroutine_blocking, set_in_job_thread
+from quiv._enums import Event, JobStatus, TaskStatus
+from quiv._exceptions import (
+    ConfigurationError,
+    HandlerNotRegisteredError,
+    HandlerRegistrationError,
+    InvalidArgumentError,
+    JobNotFoundError,
+    SchedulerStoppedError,
+    TaskNotFoundError,
+    TaskNotScheduledError,
+)
+from quiv._handlers import injection_plan, is_async_callable
+from quiv._persist import Persister
+from quiv._pool import WorkerPool
+from quiv._schedule import next_run_after
+from quiv._state import JobState, TaskState, job_model, utc
+from quiv._store import SQLiteStore, Store
+from quiv.models import Job, Task
+
+__all__ = ["Quiv"]
+
+#: How long shutdown() waits for running jobs to notice their stop event, by default.
+DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+#: A job that starts this many seconds after it was due, because the pool was full, is logged.
+LATE_WARNING_SECONDS = 1.0
+#: At most one "started late" warning per this many seconds (the rest are counted).
+LATE_WARNING_GAP = 1.0
+
+_NEW, _RUNNING, _STOPPING, _STOPPED = "new", "running", "stopping", "stopped"
+
+Listener = tuple[Callable[..., Any], bool]
+
+
+def _check_id(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidArgumentError(f"{what} must be a str, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _check_seconds(name: str, value: object, *, positive: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidArgumentError(f"{name} must be a number of seconds, got {value!r}")
+    number = float(value)
+    if math.isnan(number) or math.isinf(number):
+        raise ConfigurationError(f"{name} must be a finite number of seconds, got {value!r}")
+    if positive and number <= 0:
+        raise ConfigurationError(f"{name} must be > 0, got {value!r}")
+    if not positive and number < 0:
+        raise ConfigurationError(f"{name} must be >= 0, got {value!r}")
+    return number
+
+
+def _pickle_arg(name: str, value: object) -> bytes:
+    try:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        raise ConfigurationError(
+            f"{name} must be picklable (quiv persists them); pickling failed: {exc}"
+        ) from exc
+
+
+class Quiv(_DeclarativeMixin):
+    """An in-process scheduler running sync and async handlers on a thread pool.
+
+    Build it anywhere (no event loop needed), add tasks, then :meth:`start`
+    it; :meth:`shutdown` stops it and deletes its private database. Every
+    method may be called from any thread and from the main event loop.
+    """
+
+    def __init__(
+        self,
+        config: QuivConfig | None = None,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        history_retention_seconds: int = DEFAULT_RETENTION,
+        timezone: str | tzinfo = DEFAULT_TIMEZONE,
+        *,
+        logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+        main_loop: asyncio.AbstractEventLoop | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if config is not None:
+            if not isinstance(config, QuivConfig):
+                raise InvalidArgumentError(f"config must be a QuivConfig, got {config!r}")
+            explicit = [
+                name
+                for name, value, default in (
+                    ("pool_size", pool_size, DEFAULT_POOL_SIZE),
+                    ("history_retention_seconds", history_retention_seconds, DEFAULT_RETENTION),
+                    ("timezone", timezone, DEFAULT_TIMEZONE),
+                )
+                if value is not default
+            ]
+            if explicit:
+                raise ConfigurationError(
+                    f"pass either config or {', '.join(explicit)}, not both: "
+                    "put every setting in the QuivConfig"
+                )
+        else:
+            config = QuivConfig(
+                pool_size=pool_size,
+                history_retention_seconds=history_retention_seconds,
+                timezone=timezone,
+            )
+        if main_loop is not None and not isinstance(main_loop, asyncio.AbstractEventLoop):
+            raise InvalidArgumentError(f"main_loop must be an asyncio event loop, got {main_loop!r}")
+        if logger is not None and not isinstance(logger, (logging.Logger, logging.LoggerAdapter)):
+            raise InvalidArgumentError(f"logger must be a logging.Logger or LoggerAdapter, got {logger!r}")
+        if clock is not None and not isinstance(clock, Clock):
+            raise InvalidArgumentError(f"clock must implement quiv's Clock protocol, got {clock!r}")
+
+        self.config = config
+        self.pool_size = config.pool_size
+        self.history_retention_seconds = config.history_retention_seconds
+        self.timezone: tzinfo = resolve_timezone(config.timezone)
+        self.logger: logging.Logger | logging.LoggerAdapter[Any] = logger or logging.getLogger("Quiv")
+        self._clock: Clock = clock or SystemClock()
+
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._phase = _NEW
+        self._tasks: dict[str, TaskState] = {}
+        self._heap: list[tuple[float, int, int, TaskState, bool]] = []
+        self._seq = 0
+        self._live_jobs: dict[str, JobState] = {}
+        self._busy = 0
+        self._wake_at = math.inf
+        self._loop_waits_for_worker = False
+        self._saturated = False
+        self._late_last_warning = -math.inf
+        self._late_suppressed = 0
+        self._listeners: dict[Event, tuple[Listener, ...]] = dict.fromkeys(Event, ())
+        self._dispatcher = Dispatcher(self.logger, main_loop)
+        self._persister: Persister | None = None
+        self._pool: WorkerPool[JobState] = WorkerPool(self.pool_size, self._run_job)
+        self._loop_thread: threading.Thread | None = None
+        self._init_declarative()
+
+    # ------------------------------------------------------------------ state
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`shutdown`."""
+        return self._phase == _RUNNING
+
+    @property
+    def main_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop callbacks are delivered to, if one is known and running."""
+        return self._dispatcher.main_loop
+
+    def _store_locked(self) -> Persister:
+        """The persister, creating the database on first use. Caller holds the lock."""
+        if self._phase == _STOPPED or self._phase == _STOPPING:
+            raise SchedulerStoppedError("the scheduler has been shut down; create a new Quiv")
+        if self._persister is None:
+            store: Store = SQLiteStore()
+            self._persister = Persister(
+                store, self._lock, self._clock, float(self.history_retention_seconds), self.logger
+            )
+        return self._persister
+
+    def _fmt(self, ts: float) -> str:
+        return utc(ts).astimezone(self.timezone).isoformat(timespec="milliseconds")
+
+    def _now(self) -> float:
+        return self._clock.now().timestamp()
+
+    # -------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        """Start the scheduler thread. Calling it again while running does nothing."""
+        self._dispatcher.note_caller()
+        with self._lock:
+            if self._phase == _RUNNING:
+                return
+            persister = self._store_locked()
+            self._phase = _RUNNING
+        _register_active(self)
+        try:
+            self._materialize_declarations()
+        except BaseException:
+            self.shutdown()
+            raise
+        persister.start()
+        self._clock.subscribe(self._wake)
+        self._loop_thread = threading.Thread(target=self._run_loop, name="quiv-scheduler", daemon=True)
+        self._loop_thread.start()
+        self.logger.debug("quiv started with %d workers", self.pool_size)
+
+    startup = start
+
+    def shutdown(self, timeout: float = DEFAULT_SHUTDOWN_TIMEOUT) -> None:
+        """Stop scheduling, cancel running jobs and delete the database. Idempotent.
+
+        Running jobs get their stop event set; shutdown waits up to ``timeout``
+        seconds for them to return, then leaves any that ignore the event
+        running on their (daemon) threads: their results are discarded.
+        """
+        timeout = _check_seconds("timeout", timeout, positive=False)
+        with self._lock:
+            if self._phase in (_STOPPING, _STOPPED):
+                return
+            self._phase = _STOPPING
+            for job in self._live_jobs.values():
+                if job.cancel_reason is None:
+                    job.cancel_reason = "cancelled: the scheduler shut down"
+                job.stop.set()
+            self._cond.notify_all()
+        deadline = time.monotonic() + timeout
+        self._clock.unsubscribe(self._wake)
+        if self._loop_thread is not None:
+            self._loop_thread.join(timeout)
+        with self._lock:
+            while self._busy and (remaining := deadline - time.monotonic()) > 0:
+                self._cond.wait(remaining)
+            stuck = self._busy
+            self._phase = _STOPPED
+            for job in self._live_jobs.values():
+                if job.done is not None:
+                    job.done.set()
+        leftover = self._pool.close(max(0.0, deadline - time.monotonic()))
+        if stuck or leftover:
+            self.logger.warning(
+                "quiv shut down with %d job(s) still running: their handlers ignored the stop event", stuck
+            )
+        if self._persister is not None:
+            self._persister.close()
+        _unregister_active(self)
+        self.logger.debug("quiv shut down")
+
+    stop = shutdown
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    # ------------------------------------------------------------------ tasks
+    def add_task(
+        self,
+        task_name: str,
+        func: Callable[..., Any],
+        interval: float,
+        delay: float = 0,
+        run_once: bool = False,
+        fixed_interval: bool = True,
+        args: tuple[Any, ...] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        progress_callback: Callable[..., Any] | None = None,
+    ) -> str:
+        """Schedule ``func`` every ``interval`` seconds (first run after ``delay``) and return the task id."""
+        if not isinstance(task_name, str):
+            raise InvalidArgumentError(f"task_name must be a str, got {task_name!r}")
+        if not task_name.strip():
+            raise ConfigurationError("task_name must not be empty")
+        if not callable(func):
+            raise HandlerRegistrationError(f"func for task {task_name!r} must be callable, got {func!r}")
+        interval_s = _check_seconds("interval", interval, positive=True)
+        delay_s = _check_seconds("delay", delay, positive=False)
+        if not isinstance(run_once, bool):
+            raise InvalidArgumentError(f"run_once must be a bool, got {run_once!r}")
+        if not isinstance(fixed_interval, bool):
+            raise InvalidArgumentError(f"fixed_interval must be a bool, got {fixed_interval!r}")
+        if args is None:
+            args = ()
+        elif not isinstance(args, tuple):
+            raise InvalidArgumentError(f"args must be a tuple, got {type(args).__name__} {args!r}")
+        if kwargs is None:
+            kwargs = {}
+        elif not isinstance(kwargs, dict):
+            raise InvalidArgumentError(f"kwargs must be a dict, got {type(kwargs).__name__} {kwargs!r}")
+        elif not all(isinstance(key, str) for key in kwargs):
+            raise InvalidArgumentError(f"kwargs keys must be str, got {list(kwargs)!r}")
+        if progress_callback is not None and not callable(progress_callback):
+            raise HandlerRegistrationError(
+                f"progress_callback for task {task_name!r} must be callable, got {progress_callback!r}"
+            )
+        args_blob = _pickle_arg("args", args)
+        kwargs_blob = _pickle_arg("kwargs", kwargs)
+        plan = injection_plan(func)
+
+        self._dispatcher.note_caller()
+        now = self._now()
+        task = TaskState(
+            id=str(uuid.uuid4()),
+            name=task_name,
+            func=func,
+            plan=plan,
+            args_blob=args_blob,
+            kwargs_blob=kwargs_blob,
+            interval=interval_s,
+            fixed_interval=fixed_interval,
+            run_once=run_once,
+            status=TaskStatus.ACTIVE,
+            next_run=now + delay_s,
+            created=now,
+            progress_callback=progress_callback,
+            progress_is_async=progress_callback is not None and is_async_callable(progress_callback),
+        )
+        with self._lock:
+            persister = self._store_locked()
+            self._tasks[task.id] = task
+            self._schedule_locked(task, task.next_run)
+            persister.task_changed(task)
+            listeners = self._listeners[Event.TASK_ADDED]
+            snapshot = task.model() if listeners else None
+        if snapshot is not None:
+            self._dispatcher.emit(listeners, (Event.TASK_ADDED, snapshot))
+        return task.id
+
+    def _task_locked(self, task_id: object) -> TaskState:
+        task = self._tasks.get(_check_id(task_id, "task_id"))
+        if task is None:
+            raise TaskNotFoundError(f"no task with id {task_id!r}")
+        return task
+
+    def remove_task(self, task_id: str) -> None:
+        """Delete a task; a job of it that is running gets its stop event set."""
+        self._dispatcher.note_caller()
+        with self._lock:
+            task = self._task_locked(task_id)
+            persister = self._store_locked()
+            listeners = self._listeners[Event.TASK_REMOVED]
+            snapshot = task.model() if listeners else None
+            del self._tasks[task.id]
+            task.removed = True
+            task.version += 1
+            job = task.running
+            if job is not None and job.cancel_reason is None:
+                job.cancel_reason = "cancelled: its task was removed"
+                job.stop.set()
+            persister.task_deleted(task.id)
+        if snapshot is not None:
+            self._dispatcher.emit(listeners, (Event.TASK_REMOVED, snapshot))
+
+    def pause_task(self, task_id: str) -> None:
+        """Stop future runs of a task (a job already running finishes normally)."""
+        self._dispatcher.note_caller()
+        with self._lock:
+            task = self._task_locked(task_id)
+            persister = self._store_locked()
+            task.status = TaskStatus.PAUSED
+            task.version += 1
+            task.requested = None
+            task.requested_forced = False
+            persister.task_changed(task)
+            listeners = self._listeners[Event.TASK_PAUSED]
+            snapshot = task.model() if listeners else None
+        if snapshot is not None:
+            self._dispatcher.emit(listeners, (Event.TASK_PAUSED, snapshot))
+
+    def resume_task(self, task_id: str, delay: float = 0) -> None:
+        """Re-activate a task; its next run is ``delay`` seconds from now (0: at once)."""
+        delay_s = _check_seconds("delay", delay, positive=False)
+        self._dispatcher.note_caller()
+        with self._lock:
+            task = self._task_locked(task_id)
+            persister = self._store_locked()
+            due = self._now() + delay_s
+            if task.running is not None:
+                task.status = TaskStatus.RUNNING
+                task.requested = due
+                task.requested_forced = False
+                task.next_run = due
+                task.version += 1
+            else:
+                task.status = TaskStatus.ACTIVE
+                self._schedule_locked(task, due)
+            persister.task_changed(task)
+            listeners = self._listeners[Event.TASK_RESUMED]
+            snapshot = task.model() if listeners else None
+        if snapshot is not None:
+            self._dispatcher.emit(listeners, (Event.TASK_RESUMED, snapshot))
+
+    def run_task_immediately(self, task_id: str) -> int:
+        """Run a task now, outside its schedule; return the number of tasks queued (1).
+
+        A paused task runs once and stays paused. If a job of the task is
+        running, the new run starts as soon as it ends (a task never runs
+        twice at once).
+        """
+        self._dispatcher.note_caller()
+        with self._lock:
+            task = self._tasks.get(_check_id(task_id, "task_id"))
+            if task is None:
+                raise HandlerNotRegisteredError(f"no handler is registered for task id {task_id!r}")
+            if task.run_once and task.started_once:
+                raise TaskNotScheduledError(
+                    f"task {task_id!r} is a run-once task that has already started; it cannot run again"
+                )
+            persister = self._store_locked()
+            now = self._now()
+            forced = task.status is TaskStatus.PAUSED
+            if task.running is not None:
+                task.requested = now
+                task.requested_forced = forced
+            else:
+                self._schedule_locked(task, now, forced=forced)
+            persister.task_changed(task)
+        return 1
+
+    def get_task(self, task_id: str) -> Task:
+        """The task with this id."""
+        with self._lock:
+            self._check_readable_locked()
+            return self._task_locked(task_id).model()
+
+    def get_all_tasks(self, include_run_once: bool = False) -> list[Task]:
+        """Every task in the order they were added; run-once tasks only if asked."""
+        if not isinstance(include_run_once, bool):
+            raise InvalidArgumentError(f"include_run_once must be a bool, got {include_run_once!r}")
+        with self._lock:
+            self._check_readable_locked()
+            return [t.model() for t in self._tasks.values() if include_run_once or not t.run_once]
+
+    def _check_readable_locked(self) -> None:
+        if self._phase == _STOPPED:
+            raise SchedulerStoppedError("the scheduler has been shut down and its database deleted")
+
+    # ------------------------------------------------------------------- jobs
+    def cancel_job(self, job_id: str) -> bool:
+        """Set a running job's stop event; False if no such job is running."""
+        with self._lock:
+            job = self._live_jobs.get(_check_id(job_id, "job_id"))
+            if job is None or job.stop.is_set():
+                return False
+            job.cancel_reason = "cancelled by cancel_job()"
+            job.stop.set()
+            return True
+
+    def get_job(self, job_id: str) -> Job:
+        """The job with this id (running, or finished within the retention window)."""
+        _check_id(job_id, "job_id")
+        with self._lock:
+            self._check_readable_locked()
+            job = self._live_jobs.get(job_id)
+            if job is not None:
+                return job.model()
+            persister = self._persister
+        row = None
+        if persister is not None:
+            persister.flush()
+            row = persister.store.get_job(job_id)
+        if row is None:
+            raise JobNotFoundError(f"no job with id {job_id!r}")
+        return job_model(row)
+
+    def get_all_jobs(self, status: str | JobStatus | None = None) -> list[Job]:
+        """Every job kept (oldest first), optionally only those with ``status``."""
+        if status is not None:
+            try:
+                status = JobStatus(status)
+            except ValueError:
+                valid = ", ".join(s.value for s in JobStatus)
+                raise ConfigurationError(f"unknown job status {status!r}; expected one of {valid}") from None
+        with self._lock:
+            self._check_readable_locked()
+            persister = self._persister
+        if persister is None:
+            return []
+        persister.flush()
+        return [job_model(row) for row in persister.store.list_jobs(None if status is None else status.value)]
+
+    def wait_for_job(self, job_id: str, timeout: float | None = None) -> Job:
+        """Block until the job ends (or ``timeout`` s pass) and return it."""
+        if timeout is not None:
+            timeout = _check_seconds("timeout", timeout, positive=False)
+        with self._lock:
+            job = self._live_jobs.get(_check_id(job_id, "job_id"))
+            if job is not None:
+                if job.done is None:
+                    job.done = threading.Event()
+                done = job.done
+            else:
+                done = None
+        if done is not None and not done.wait(timeout):
+            raise TimeoutError(f"job {job_id!r} did not end within {timeout} s")
+        return self.get_job(job_id)
+
+    # -------------------------------------------------------------- listeners
+    def add_listener(self, event: Event, callback: Callable[..., Any]) -> None:
+        """Call ``callback`` when ``event`` fires; adding the same one twice has no effect."""
+        if not isinstance(event, Event):
+            raise ConfigurationError(f"event must be a quiv.Event member, got {event!r}")
+        if not callable(callback):
+            raise HandlerRegistrationError(f"listener for {event.name} must be callable, got {callback!r}")
+        self._dispatcher.note_caller()
+        with self._lock:
+            current = self._listeners[event]
+            if any(existing == callback for existing, _ in current):
+                return
+            self._listeners[event] = (*current, (callback, is_async_callable(callback)))
+
+    def remove_listener(self, event: Event, callback: Callable[..., Any]) -> None:
+        """Stop calling ``callback`` for ``event``; unknown callbacks are ignored."""
+        if not isinstance(event, Event):
+            raise ConfigurationError(f"event must be a quiv.Event member, got {event!r}")
+        with self._lock:
+            self._listeners[event] = tuple(item for item in self._listeners[event] if item[0] != callback)
+
+    # ----------------------------------------------------------------- engine
+    def _schedule_locked(self, task: TaskState, due: float, *, forced: bool = False) -> None:
+        """Make ``due`` the task's one valid heap entry and wake the loop if it is earlier."""
+        task.version += 1
+        task.next_run = due
+        self._seq += 1
+        heapq.heappush(self._heap, (due, self._seq, task.version, task, forced))
+        if due < self._wake_at and not self._loop_waits_for_worker:
+            self._wake_at = due
+            self._cond.notify()
+        if len(self._heap) > 2 * len(self._tasks) + 64:
+            self._heap = [e for e in self._heap if e[2] == e[3].version and not e[3].removed]
+            heapq.heapify(self._heap)
+
+    def _take_due_locked(self, now: float) -> JobState | None:
+        """Pop the first due, runnable heap entry and create its job."""
+        heap = self._heap
+        while heap:
+            due, _, version, task, forced = heap[0]
+            if version != task.version or task.removed:
+                heapq.heappop(heap)
+                continue
+            if due > now:
+                return None
+            heapq.heappop(heap)
+            if task.running is not None:  # defensive: never two jobs of one task
+                task.requested = due
+                continue
+            if task.status is TaskStatus.PAUSED and not forced:
+                continue
+            return self._create_job_locked(task, due, now, forced)
+        return None
+
+    def _create_job_locked(self, task: TaskState, due: float, now: float, forced: bool) -> JobState:
+        job = JobState(
+            id=str(uuid.uuid4()), task=task, task_name=task.name, due=due, started=now, forced=forced
+        )
+        task.running = job
+        task.started_once = True
+        if task.status is not TaskStatus.PAUSED:
+            task.status = TaskStatus.RUNNING
+        task.next_run = due + task.interval
+        self._live_jobs[job.id] = job
+        self._busy += 1
+        assert self._persister is not None
+        self._persister.job_changed(job)
+        self._persister.task_changed(task)
+        late = now - due
+        if late >= LATE_WARNING_SECONDS and self._saturated:
+            self._warn_late(task, late, now)
+        return job
+
+    def _warn_late(self, task: TaskState, late: float, now: float) -> None:
+        if now - self._late_last_warning < LATE_WARNING_GAP:
+            self._late_suppressed += 1
+            return
+        suppressed, self._late_suppressed = self._late_suppressed, 0
+        self._late_last_warning = now
+        self.logger.warning(
+            "threadpool was busy: task %r started %.3f s late (due %s)%s; consider a larger pool_size",
+            task.name,
+            late,
+            self._fmt(now - late),
+            f", {suppressed} more late start(s) not logged" if suppressed else "",
+        )
+
+    def _run_loop(self) -> None:
+        cond = self._cond
+        with cond:
+            while self._phase == _RUNNING:
+                now = self._now()
+                while self._busy < self.pool_size:
+                    job = self._take_due_locked(now)
+                    if job is None:
+                        break
+                    self._pool.submit(job)
+                if self._busy >= self.pool_size:
+                    heap = self._heap
+                    self._saturated = bool(heap) and heap[0][0] <= now
+                    self._loop_waits_for_worker = True
+                    self._wake_at = math.inf
+                    cond.wait()
+                    self._loop_waits_for_worker = False
+                    continue
+                self._saturated = False
+                deadline = self._heap[0][0] if self._heap else math.inf
+                self._wake_at = deadline
+                cond.wait(None if deadline == math.inf else self._clock.wait_seconds(deadline))
+
+    def _run_job(self, job: JobState) -> JobState | None:
+        """Run one job on a worker thread; return the next due job for this worker, if any."""
+        task = job.task
+        if job.stop.is_set():
+            return self._finish_job(
+                job, JobStatus.CANCELLED, job.cancel_reason or "cancelled before it started"
+            )
+        with self._lock:
+            job.status = JobStatus.RUNNING
+            job.started = self._now()
+            self._persister.job_changed(job)  # type: ignore[union-attr]
+        listeners = self._listeners[Event.JOB_STARTED]
+        if listeners:
+            self._emit_job(listeners, Event.JOB_STARTED, job)
+        set_in_job_thread(True)
+        job_token = current_job_id.set(job.id)
+        scheduler_token = current_scheduler.set(self)
+        try:
+            try:
+                args = pickle.loads(task.args_blob)
+                kwargs = pickle.loads(task.kwargs_blob)
+            except Exception as exc:
+                return self._finish_job(
+                    job,
+                    JobStatus.FAILED,
+                    f"could not unpickle the task's arguments: {type(exc).__name__}: {exc}",
+                )
+            plan = task.plan
+            if plan.job_id:
+                kwargs["_job_id"] = job.id
+            if plan.stop_event:
+                kwargs["_stop_event"] = job.stop
+            if plan.progress_hook:
+                kwargs["_progress_hook"] = _ProgressHook(self, task)
+            try:
+                result = task.func(*args, **kwargs)
+                if plan.is_async or asyncio.iscoroutine(result):
+                    run_coroutine_blocking(result)
+            except BaseException as exc:  # a handler must never take the worker down
+                if not isinstance(exc, Exception):
+                    self.logger.error("job %s of task %r raised %s", job.id, task.name, type(exc).__name__)
+                else:
+                    self.logger.exception("job %s of task %r failed", job.id, task.name)
+                return self._finish_job(job, JobStatus.FAILED, f"{type(exc).__name__}: {exc}")
+        finally:
+            current_scheduler.reset(scheduler_token)
+            current_job_id.reset(job_token)
+            set_in_job_thread(False)
+        if job.stop.is_set():
+            return self._finish_job(job, JobStatus.CANCELLED, job.cancel_reason or "cancelled")
+        return self._finish_job(job, JobStatus.COMPLETED, None)
+
+    def _finish_job(self, job: JobState, status: JobStatus, error: str | None) -> JobState | None:
+        task = job.task
+        event = {
+            JobStatus.COMPLETED: Event.JOB_COMPLETED,
+            JobStatus.FAILED: Event.JOB_FAILED,
+            JobStatus.CANCELLED: Event.JOB_CANCELLED,
+        }[status]
+        with self._lock:
+            if self._phase == _STOPPED:
+                # Shutdown gave up waiting for this job: its result has nowhere to go.
+                self._busy -= 1
+                return None
+            now = self._now()
+            job.status = status
+            job.ended = max(now, job.started)
+            job.error = error
+            del self._live_jobs[job.id]
+            task.running = None
+            persister = self._persister
+            assert persister is not None
+            persister.job_changed(job)
+            if not task.removed:
+                if task.run_once:
+                    task.removed = True
+                    del self._tasks[task.id]
+                    persister.task_deleted(task.id)
+                else:
+                    self._reschedule_after_job_locked(task, job, now)
+                    persister.task_changed(task)
+            listeners = self._listeners[event]
+            snapshot = (task.model(), job.model()) if listeners else None
+            if job.done is not None:
+                job.done.set()
+            nxt = self._take_due_locked(now) if self._phase == _RUNNING else None
+            if nxt is None:
+                self._busy -= 1
+                if self._loop_waits_for_worker or self._phase == _STOPPING:
+                    self._cond.notify_all()
+        if snapshot is not None:
+            self._dispatcher.emit(listeners, (event, *snapshot))
+        return nxt
+
+    def _reschedule_after_job_locked(self, task: TaskState, job: JobState, now: float) -> None:
+        forced = False
+        if task.requested is not None:
+            # A run asked for while this job ran (run now / resume) replaces the cadence.
+            nxt, forced = task.requested, task.requested_forced
+            task.requested = None
+            task.requested_forced = False
+        else:
+            nxt = next_run_after(job.due, now, task.interval, fixed_interval=task.fixed_interval)
+        if task.status is TaskStatus.PAUSED and not forced:
+            task.next_run = nxt
+            return
+        if task.status is TaskStatus.RUNNING:
+            task.status = TaskStatus.ACTIVE
+        self._schedule_locked(task, nxt, forced=forced)
+
+    def _emit_job(self, listeners: tuple[Listener, ...], event: Event, job: JobState) -> None:
+        with self._lock:
+            snapshot = (job.task.model(), job.model())
+        self._dispatcher.emit(listeners, (event, *snapshot))
+
+    def _report_progress(self, task: TaskState, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        callback = task.progress_callback
+        if callback is None or task.removed:
+            return
+        self._dispatcher.progress(task.id, callback, task.progress_is_async, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<Quiv {self._phase} pool_size={self.pool_size} tasks={len(self._tasks)}>"
+
+
+class _ProgressHook:
+    """The ``_progress_hook`` a handler receives: forwards any payload to the task's callback."""
+
+    __slots__ = ("_scheduler", "_task")
+
+    def __init__(self, scheduler: Quiv, task: TaskState) -> None:
+        self._scheduler = scheduler
+        self._task = task
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        self._scheduler._report_progress(self._task, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<progress hook of task {self._task.name!r}>"
+
+
+# ---------------------------------------------------------------- active ones
+_active_lock = threading.Lock()
+_active: list[Quiv] = []
+
+
+def _register_active(scheduler: Quiv) -> None:
+    with _active_lock:
+        if scheduler not in _active:
+            _active.append(scheduler)
+
+
+def _unregister_active(scheduler: Quiv) -> None:
+    with _active_lock:
+        if scheduler in _active:
+            _active.remove(scheduler)
+
+
+def active_scheduler() -> Quiv | None:
+    """The scheduler running the current job, else the most recently started one."""
+    scheduler = current_scheduler.get()
+    if isinstance(scheduler, Quiv):
+        return scheduler
+    with _active_lock:
+        return _active[-1] if _active else None

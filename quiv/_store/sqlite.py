@@ -1,0 +1,181 @@
+"""The default store: a private, temporary SQLite database through SQLModel."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Engine, delete, event, func, insert, select
+from sqlalchemy.orm import registry
+from sqlalchemy.pool import StaticPool
+from sqlmodel import Field, SQLModel, create_engine
+
+from quiv._exceptions import DatabaseError, DatabaseInitializationError
+from quiv._store.base import JobRow, TaskRow
+
+__all__ = ["JobDB", "SQLiteStore", "TaskDB"]
+
+_TERMINAL = ("completed", "cancelled", "failed")
+
+
+class _QuivTable(SQLModel, registry=registry()):
+    """Base of quiv's tables: its own registry keeps them out of ``SQLModel.metadata``."""
+
+
+class TaskDB(_QuivTable, table=True):
+    """A persisted task. Arguments are pickled; times are epoch seconds (UTC)."""
+
+    __tablename__ = "quiv_task"
+
+    id: str = Field(primary_key=True)
+    task_name: str
+    args: bytes
+    kwargs: bytes
+    interval_seconds: float
+    fixed_interval: bool
+    run_once: bool
+    status: str = Field(index=True)
+    next_run_at: float
+    created_at: float
+
+
+class JobDB(_QuivTable, table=True):
+    """A persisted job. Times are epoch seconds (UTC)."""
+
+    __tablename__ = "quiv_job"
+
+    id: str = Field(primary_key=True)
+    task_id: str = Field(index=True)
+    task_name: str
+    status: str = Field(index=True)
+    started_at: float = Field(index=True)
+    ended_at: float | None = Field(default=None, index=True)
+    duration_seconds: float | None = None
+    error_message: str | None = None
+
+
+_task_table = TaskDB.__table__  # type: ignore[attr-defined]
+_job_table = JobDB.__table__  # type: ignore[attr-defined]
+_TASK_COLUMNS = TaskRow._fields
+_JOB_COLUMNS = JobRow._fields
+
+
+def _create_private_file(path: str) -> None:
+    """Create ``path`` as a new 0600 file; refuse to follow or reuse anything already there."""
+    flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0)
+    os.close(os.open(path, flags, 0o600))
+
+
+class SQLiteStore:
+    """Task and job rows in a SQLite file inside a fresh private temporary directory.
+
+    The directory comes from :func:`tempfile.mkdtemp` (mode 0700, a random
+    name created atomically), the file is created with ``O_EXCL`` and mode
+    0600 before SQLite opens it, and both are deleted by :meth:`close`.
+    One connection serves every thread, guarded by a lock.
+    """
+
+    def __init__(self) -> None:
+        try:
+            self.directory = tempfile.mkdtemp(prefix="quiv-")
+            self.path = os.path.join(self.directory, "quiv.sqlite3")
+            _create_private_file(self.path)
+            self._engine: Engine = create_engine(
+                f"sqlite:///{self.path}",
+                connect_args={"check_same_thread": False},
+                poolclass=StaticPool,
+            )
+            event.listen(self._engine, "connect", _configure_connection)
+            _QuivTable.metadata.create_all(self._engine)
+        except Exception as exc:
+            self._remove_files()
+            raise DatabaseInitializationError(f"could not create quiv's temporary database: {exc}") from exc
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # --- writes -------------------------------------------------------------
+    def write(self, tasks: Sequence[TaskRow], deleted_tasks: Iterable[str], jobs: Sequence[JobRow]) -> None:
+        deleted = list(deleted_tasks)
+        with self._lock, self._guard("write"), self._engine.begin() as conn:
+            if tasks:
+                conn.execute(insert(_task_table).prefix_with("OR REPLACE"), [row._asdict() for row in tasks])
+            if deleted:
+                conn.execute(delete(_task_table).where(_task_table.c.id.in_(deleted)))
+            if jobs:
+                conn.execute(insert(_job_table).prefix_with("OR REPLACE"), [row._asdict() for row in jobs])
+
+    def purge_jobs(self, ended_before: float) -> float | None:
+        with self._lock, self._guard("purge"), self._engine.begin() as conn:
+            conn.execute(
+                delete(_job_table).where(
+                    _job_table.c.ended_at < ended_before, _job_table.c.status.in_(_TERMINAL)
+                )
+            )
+            oldest = conn.execute(
+                select(func.min(_job_table.c.ended_at)).where(_job_table.c.status.in_(_TERMINAL))
+            ).scalar()
+        return float(oldest) if oldest is not None else None
+
+    # --- reads --------------------------------------------------------------
+    def get_job(self, job_id: str) -> JobRow | None:
+        with self._lock, self._guard("read"), self._engine.connect() as conn:
+            row = conn.execute(select(_job_table).where(_job_table.c.id == job_id)).first()
+        return JobRow(*row) if row is not None else None
+
+    def list_jobs(self, status: str | None) -> list[JobRow]:
+        query = select(_job_table).order_by(_job_table.c.started_at, _job_table.c.id)
+        if status is not None:
+            query = query.where(_job_table.c.status == status)
+        with self._lock, self._guard("read"), self._engine.connect() as conn:
+            return [JobRow(*row) for row in conn.execute(query)]
+
+    def list_tasks(self) -> list[TaskRow]:
+        query = select(_task_table).order_by(_task_table.c.created_at)
+        with self._lock, self._guard("read"), self._engine.connect() as conn:
+            return [TaskRow(*row) for row in conn.execute(query)]
+
+    # --- lifecycle ----------------------------------------------------------
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._engine.dispose()
+        self._remove_files()
+
+    def _remove_files(self) -> None:
+        directory = getattr(self, "directory", None)
+        if directory:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    def _guard(self, what: str) -> _Guard:
+        if self._closed:
+            raise DatabaseError(f"cannot {what}: quiv's database was closed by shutdown()")
+        return _Guard(what)
+
+
+class _Guard:
+    """Turns a database failure into a ``DatabaseError`` naming the operation."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if exc is not None and not isinstance(exc, DatabaseError) and isinstance(exc, Exception):
+            raise DatabaseError(f"quiv's database failed during {self._what}: {exc}") from exc
+
+
+def _configure_connection(dbapi_connection: Any, _record: Any) -> None:
+    # The database is private and temporary: durability buys nothing, speed does.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=MEMORY")
+    cursor.execute("PRAGMA synchronous=OFF")
+    cursor.execute("PRAGMA temp_store=MEMORY")
+    cursor.close()
