@@ -12,7 +12,7 @@ import contextlib
 
 from quiv._clock import Clock, SystemClock
 from quiv._config import QuivConfig
-from quiv._context import get_current_job_id
+from quiv._context import get_current_job_id, get_current_task_id, get_current_task_name
 from quiv._enums import Event, JobStatus, TaskStatus
 from quiv._exceptions import (
     ConfigurationError,
@@ -29,6 +29,7 @@ from quiv._exceptions import (
     TaskNotScheduledError,
 )
 from quiv._main import run_on_main
+from quiv._progress import ProgressReport
 from quiv._scheduler import Quiv
 from quiv.models import Job, Task
 from quiv.types import JobId, JobListener, ProgressCallback, ProgressHook, TaskId, TaskListener
@@ -52,6 +53,7 @@ __all__ = [
     "JobStatus",
     "ProgressCallback",
     "ProgressHook",
+    "ProgressReport",
     "Quiv",
     "QuivConfig",
     "QuivError",
@@ -64,6 +66,8 @@ __all__ = [
     "TaskNotScheduledError",
     "TaskStatus",
     "get_current_job_id",
+    "get_current_task_id",
+    "get_current_task_name",
     "run_on_main",
 ]
 

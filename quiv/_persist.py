@@ -23,6 +23,9 @@ __all__ = ["Persister"]
 
 #: Purges are batched: at most one per this many seconds.
 PURGE_MIN_GAP = 1.0
+#: While changes keep coming, the writer collects them for this long per transaction
+#: instead of being woken by each one.
+BATCH_SECONDS = 0.02
 
 
 class Persister:
@@ -44,6 +47,7 @@ class Persister:
         self._deleted_tasks: set[str] = set()
         self._dirty_jobs: dict[str, JobState] = {}
         self._wake = threading.Event()
+        self._writer_idle = True
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._purge_at: float | None = None
@@ -52,18 +56,21 @@ class Persister:
 
     # --- marking (caller holds the scheduler lock) -------------------------
     def task_changed(self, task: TaskState) -> None:
-        if not (self._dirty_tasks or self._dirty_jobs or self._deleted_tasks):
+        if self._writer_idle:
+            self._writer_idle = False
             self._wake.set()
         self._dirty_tasks[task.id] = task
 
     def task_deleted(self, task_id: str) -> None:
-        if not (self._dirty_tasks or self._dirty_jobs or self._deleted_tasks):
+        if self._writer_idle:
+            self._writer_idle = False
             self._wake.set()
         self._dirty_tasks.pop(task_id, None)
         self._deleted_tasks.add(task_id)
 
     def job_changed(self, job: JobState) -> None:
-        if not (self._dirty_tasks or self._dirty_jobs or self._deleted_tasks):
+        if self._writer_idle:
+            self._writer_idle = False
             self._wake.set()
         self._dirty_jobs[job.id] = job
 
@@ -136,13 +143,7 @@ class Persister:
 
     def _run(self) -> None:
         wake = self._wake
-        while True:
-            purge_at = self._purge_at
-            timeout = None if purge_at is None else self._clock.wait_seconds(purge_at)
-            wake.wait(timeout)
-            wake.clear()
-            if self._stopping:
-                return
+        while not self._stopping:
             with self._db_lock:
                 self._write_locked(raise_errors=False)
                 purge_at = self._purge_at
@@ -150,6 +151,18 @@ class Persister:
                     now = self._clock.now().timestamp()
                     if now >= purge_at:
                         self._purge_locked(now)
+                        purge_at = self._purge_at
+            with self._state_lock:
+                busy = bool(self._dirty_tasks or self._dirty_jobs or self._deleted_tasks)
+                if not busy:
+                    # Nothing pending: sleep until a change (or a purge) wakes us.
+                    self._writer_idle = True
+                    wake.clear()
+            timeout = None if purge_at is None else self._clock.wait_seconds(purge_at)
+            if busy:
+                # Changes are still arriving: gather them for a short while, unprompted.
+                timeout = BATCH_SECONDS if timeout is None else min(timeout, BATCH_SECONDS)
+            wake.wait(timeout)
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the writer and close the store (which deletes the database)."""

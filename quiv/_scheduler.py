@@ -22,7 +22,7 @@ from quiv._config import (
     QuivConfig,
     resolve_timezone,
 )
-from quiv._context import current_job_id, current_scheduler
+from quiv._context import current_job_id, current_scheduler, current_task
 from quiv._declarative import _DeclarativeMixin
 from quiv._dispatch import Dispatcher, run_coroutine_blocking, set_in_job_thread
 from quiv._enums import Event, JobStatus, TaskStatus
@@ -38,7 +38,7 @@ from quiv._exceptions import (
 )
 from quiv._handlers import injection_plan, is_async_callable
 from quiv._persist import Persister
-from quiv._pool import WorkerPool
+from quiv._progress import ProgressReport
 from quiv._schedule import next_run_after
 from quiv._state import JobState, TaskState, job_model, utc
 from quiv._store import SQLiteStore, Store
@@ -150,16 +150,22 @@ class Quiv(_DeclarativeMixin):
         self._seq = 0
         self._live_jobs: dict[str, JobState] = {}
         self._busy = 0
+        # Leader/followers: idle workers wait for work themselves. At most one,
+        # the leader, sleeps until the earliest due time; the others sleep
+        # until promoted. A job starts on the thread that noticed it was due.
+        self._leader_cond = threading.Condition(self._lock)
+        self._follower_cond = threading.Condition(self._lock)
+        self._has_leader = False
+        self._idle_followers = 0
+        self._threads: list[threading.Thread] = []
         self._wake_at = math.inf
-        self._loop_waits_for_worker = False
         self._saturated = False
         self._late_last_warning = -math.inf
         self._late_suppressed = 0
         self._listeners: dict[Event, tuple[Listener, ...]] = dict.fromkeys(Event, ())
+        self._progress_listeners: tuple[Listener, ...] = ()
         self._dispatcher = Dispatcher(self.logger, main_loop)
         self._persister: Persister | None = None
-        self._pool: WorkerPool[JobState] = WorkerPool(self.pool_size, self._run_job)
-        self._loop_thread: threading.Thread | None = None
         self._init_declarative()
 
     # ------------------------------------------------------------------ state
@@ -207,8 +213,9 @@ class Quiv(_DeclarativeMixin):
             raise
         persister.start()
         self._clock.subscribe(self._wake)
-        self._loop_thread = threading.Thread(target=self._run_loop, name="quiv-scheduler", daemon=True)
-        self._loop_thread.start()
+        with self._lock:
+            if not self._threads:
+                self._spawn_worker_locked()
         self.logger.debug("quiv started with %d workers", self.pool_size)
 
     startup = start
@@ -229,11 +236,10 @@ class Quiv(_DeclarativeMixin):
                 if job.cancel_reason is None:
                     job.cancel_reason = "cancelled: the scheduler shut down"
                 job.stop.set()
-            self._cond.notify_all()
+            self._leader_cond.notify_all()
+            self._follower_cond.notify_all()
         deadline = time.monotonic() + timeout
         self._clock.unsubscribe(self._wake)
-        if self._loop_thread is not None:
-            self._loop_thread.join(timeout)
         with self._lock:
             while self._busy and (remaining := deadline - time.monotonic()) > 0:
                 self._cond.wait(remaining)
@@ -242,8 +248,11 @@ class Quiv(_DeclarativeMixin):
             for job in self._live_jobs.values():
                 if job.done is not None:
                     job.done.set()
-        leftover = self._pool.close(max(0.0, deadline - time.monotonic()))
-        if stuck or leftover:
+            threads = list(self._threads)
+        for thread in threads:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
+        if stuck:
             self.logger.warning(
                 "quiv shut down with %d job(s) still running: their handlers ignored the stop event", stuck
             )
@@ -255,8 +264,9 @@ class Quiv(_DeclarativeMixin):
     stop = shutdown
 
     def _wake(self) -> None:
-        with self._cond:
-            self._cond.notify_all()
+        """The clock jumped: let the leader re-read it."""
+        with self._lock:
+            self._leader_cond.notify_all()
 
     # ------------------------------------------------------------------ tasks
     def add_task(
@@ -521,6 +531,25 @@ class Quiv(_DeclarativeMixin):
         with self._lock:
             self._listeners[event] = tuple(item for item in self._listeners[event] if item[0] != callback)
 
+    def add_progress_listener(self, callback: Callable[[ProgressReport], Any]) -> None:
+        """Also send every task's progress reports to ``callback`` as a :class:`ProgressReport`.
+
+        Delivered like listeners (on the main loop when there is one, in order
+        with the job's events); adding the same callback twice has no effect.
+        """
+        if not callable(callback):
+            raise HandlerRegistrationError(f"progress listener must be callable, got {callback!r}")
+        self._dispatcher.note_caller()
+        with self._lock:
+            if any(existing == callback for existing, _ in self._progress_listeners):
+                return
+            self._progress_listeners = (*self._progress_listeners, (callback, is_async_callable(callback)))
+
+    def remove_progress_listener(self, callback: Callable[[ProgressReport], Any]) -> None:
+        """Stop sending progress reports to ``callback``; unknown callbacks are ignored."""
+        with self._lock:
+            self._progress_listeners = tuple(item for item in self._progress_listeners if item[0] != callback)
+
     # ----------------------------------------------------------------- engine
     def _schedule_locked(self, task: TaskState, due: float, *, forced: bool = False) -> None:
         """Make ``due`` the task's one valid heap entry and wake the loop if it is earlier."""
@@ -528,9 +557,9 @@ class Quiv(_DeclarativeMixin):
         task.next_run = due
         self._seq += 1
         heapq.heappush(self._heap, (due, self._seq, task.version, task, forced))
-        if due < self._wake_at and not self._loop_waits_for_worker:
+        if due < self._wake_at:
             self._wake_at = due
-            self._cond.notify()
+            self._summon_locked()
         if len(self._heap) > 2 * len(self._tasks) + 64:
             self._heap = [e for e in self._heap if e[2] == e[3].version and not e[3].removed]
             heapq.heapify(self._heap)
@@ -555,8 +584,15 @@ class Quiv(_DeclarativeMixin):
         return None
 
     def _create_job_locked(self, task: TaskState, due: float, now: float, forced: bool) -> JobState:
+        # The thread that creates a job runs it straight away, so it starts as running.
         job = JobState(
-            id=str(uuid.uuid4()), task=task, task_name=task.name, due=due, started=now, forced=forced
+            id=str(uuid.uuid4()),
+            task=task,
+            task_name=task.name,
+            due=due,
+            started=now,
+            forced=forced,
+            status=JobStatus.RUNNING,
         )
         task.running = job
         task.started_once = True
@@ -587,82 +623,119 @@ class Quiv(_DeclarativeMixin):
             f", {suppressed} more late start(s) not logged" if suppressed else "",
         )
 
-    def _run_loop(self) -> None:
-        cond = self._cond
-        with cond:
-            while self._phase == _RUNNING:
-                now = self._now()
-                while self._busy < self.pool_size:
-                    job = self._take_due_locked(now)
-                    if job is None:
-                        break
-                    self._pool.submit(job)
-                if self._busy >= self.pool_size:
-                    heap = self._heap
-                    self._saturated = bool(heap) and heap[0][0] <= now
-                    self._loop_waits_for_worker = True
-                    self._wake_at = math.inf
-                    cond.wait()
-                    self._loop_waits_for_worker = False
-                    continue
-                self._saturated = False
-                deadline = self._heap[0][0] if self._heap else math.inf
-                self._wake_at = deadline
-                cond.wait(None if deadline == math.inf else self._clock.wait_seconds(deadline))
+    # ---------------------------------------------------------------- workers
+    def _spawn_worker_locked(self) -> None:
+        thread = threading.Thread(
+            target=self._worker_main, name=f"quiv-worker-{len(self._threads)}", daemon=True
+        )
+        self._threads.append(thread)
+        thread.start()
 
-    def _run_job(self, job: JobState) -> JobState | None:
-        """Run one job on a worker thread; return the next due job for this worker, if any."""
-        task = job.task
+    def _summon_locked(self) -> None:
+        """Make sure some idle worker re-reads the schedule: the leader, a follower, or a new thread."""
+        if self._phase != _RUNNING or self._busy >= self.pool_size:
+            return
+        if self._has_leader:
+            self._leader_cond.notify()
+        elif self._idle_followers:
+            self._follower_cond.notify()
+        elif len(self._threads) < self.pool_size:
+            self._spawn_worker_locked()
+
+    def _worker_main(self) -> None:
+        lock = self._lock
+        with lock:
+            while self._phase == _RUNNING:
+                job = self._take_due_locked(self._now()) if self._busy < self.pool_size else None
+                if job is None:
+                    self._idle_locked()
+                    continue
+                # Someone else must watch the clock while this thread runs the job.
+                if self._heap and not self._has_leader:
+                    self._summon_locked()
+                lock.release()
+                try:
+                    self._run_job(job)
+                finally:
+                    lock.acquire()
+
+    def _idle_locked(self) -> None:
+        """Wait for work: as the leader until the next due time, else until promoted."""
+        if self._has_leader:
+            self._idle_followers += 1
+            self._follower_cond.wait()
+            self._idle_followers -= 1
+            return
+        self._has_leader = True
+        heap = self._heap
+        while heap and (heap[0][2] != heap[0][3].version or heap[0][3].removed):
+            heapq.heappop(heap)
+        if self._busy >= self.pool_size:
+            # Nothing can start until a job ends; that job's thread looks again.
+            self._saturated = bool(heap) and heap[0][0] <= self._now()
+            deadline = math.inf
+        else:
+            self._saturated = False
+            deadline = heap[0][0] if heap else math.inf
+        self._wake_at = deadline
+        timeout = None if deadline == math.inf else self._clock.wait_seconds(deadline)
+        self._leader_cond.wait(timeout)
+        self._has_leader = False
+        self._wake_at = math.inf
+
+    def _run_job(self, job: JobState) -> None:
+        """Run one job on this worker thread, from its start event to its end event."""
         if job.stop.is_set():
-            return self._finish_job(
-                job, JobStatus.CANCELLED, job.cancel_reason or "cancelled before it started"
-            )
-        with self._lock:
-            job.status = JobStatus.RUNNING
-            job.started = self._now()
-            self._persister.job_changed(job)  # type: ignore[union-attr]
+            self._finish_job(job, JobStatus.CANCELLED, job.cancel_reason or "cancelled before it started")
+            return
         listeners = self._listeners[Event.JOB_STARTED]
         if listeners:
             self._emit_job(listeners, Event.JOB_STARTED, job)
+        status, error = self._call_handler(job)
+        if status is JobStatus.COMPLETED and job.stop.is_set():
+            status, error = JobStatus.CANCELLED, job.cancel_reason or "cancelled"
+        self._finish_job(job, status, error)
+
+    def _call_handler(self, job: JobState) -> tuple[JobStatus, str | None]:
+        """Call the handler with its arguments and hooks; report how it ended."""
+        task = job.task
+        try:
+            args = pickle.loads(task.args_blob)
+            kwargs = pickle.loads(task.kwargs_blob)
+        except Exception as exc:
+            self.logger.error(
+                "job %s of task %r: could not unpickle its arguments: %s", job.id, task.name, exc
+            )
+            return JobStatus.FAILED, f"could not unpickle the task's arguments: {type(exc).__name__}: {exc}"
+        plan = task.plan
+        if plan.job_id:
+            kwargs["_job_id"] = job.id
+        if plan.stop_event:
+            kwargs["_stop_event"] = job.stop
+        if plan.progress_hook:
+            kwargs["_progress_hook"] = _ProgressHook(self, task, job.id)
         set_in_job_thread(True)
         job_token = current_job_id.set(job.id)
+        task_token = current_task.set((task.id, task.name))
         scheduler_token = current_scheduler.set(self)
         try:
-            try:
-                args = pickle.loads(task.args_blob)
-                kwargs = pickle.loads(task.kwargs_blob)
-            except Exception as exc:
-                return self._finish_job(
-                    job,
-                    JobStatus.FAILED,
-                    f"could not unpickle the task's arguments: {type(exc).__name__}: {exc}",
-                )
-            plan = task.plan
-            if plan.job_id:
-                kwargs["_job_id"] = job.id
-            if plan.stop_event:
-                kwargs["_stop_event"] = job.stop
-            if plan.progress_hook:
-                kwargs["_progress_hook"] = _ProgressHook(self, task)
-            try:
-                result = task.func(*args, **kwargs)
-                if plan.is_async or asyncio.iscoroutine(result):
-                    run_coroutine_blocking(result)
-            except BaseException as exc:  # a handler must never take the worker down
-                if not isinstance(exc, Exception):
-                    self.logger.error("job %s of task %r raised %s", job.id, task.name, type(exc).__name__)
-                else:
-                    self.logger.exception("job %s of task %r failed", job.id, task.name)
-                return self._finish_job(job, JobStatus.FAILED, f"{type(exc).__name__}: {exc}")
+            result = task.func(*args, **kwargs)
+            if plan.is_async or asyncio.iscoroutine(result):
+                run_coroutine_blocking(result)
+        except BaseException as exc:  # a handler must never take the worker down
+            if isinstance(exc, Exception):
+                self.logger.exception("job %s of task %r failed", job.id, task.name)
+            else:
+                self.logger.error("job %s of task %r raised %s", job.id, task.name, type(exc).__name__)
+            return JobStatus.FAILED, f"{type(exc).__name__}: {exc}"
         finally:
             current_scheduler.reset(scheduler_token)
+            current_task.reset(task_token)
             current_job_id.reset(job_token)
             set_in_job_thread(False)
-        if job.stop.is_set():
-            return self._finish_job(job, JobStatus.CANCELLED, job.cancel_reason or "cancelled")
-        return self._finish_job(job, JobStatus.COMPLETED, None)
+        return JobStatus.COMPLETED, None
 
-    def _finish_job(self, job: JobState, status: JobStatus, error: str | None) -> JobState | None:
+    def _finish_job(self, job: JobState, status: JobStatus, error: str | None) -> None:
         task = job.task
         event = {
             JobStatus.COMPLETED: Event.JOB_COMPLETED,
@@ -673,7 +746,7 @@ class Quiv(_DeclarativeMixin):
             if self._phase == _STOPPED:
                 # Shutdown gave up waiting for this job: its result has nowhere to go.
                 self._busy -= 1
-                return None
+                return
             now = self._now()
             job.status = status
             job.ended = max(now, job.started)
@@ -695,14 +768,11 @@ class Quiv(_DeclarativeMixin):
             snapshot = (task.model(), job.model()) if listeners else None
             if job.done is not None:
                 job.done.set()
-            nxt = self._take_due_locked(now) if self._phase == _RUNNING else None
-            if nxt is None:
-                self._busy -= 1
-                if self._loop_waits_for_worker or self._phase == _STOPPING:
-                    self._cond.notify_all()
+            self._busy -= 1
+            if self._phase == _STOPPING and not self._busy:
+                self._cond.notify_all()
         if snapshot is not None:
             self._dispatcher.emit(listeners, (event, *snapshot))
-        return nxt
 
     def _reschedule_after_job_locked(self, task: TaskState, job: JobState, now: float) -> None:
         forced = False
@@ -725,11 +795,16 @@ class Quiv(_DeclarativeMixin):
             snapshot = (job.task.model(), job.model())
         self._dispatcher.emit(listeners, (event, *snapshot))
 
-    def _report_progress(self, task: TaskState, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def _report_progress(
+        self, task: TaskState, job_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
         callback = task.progress_callback
-        if callback is None or task.removed:
-            return
-        self._dispatcher.progress(task.id, callback, task.progress_is_async, args, kwargs)
+        if callback is not None and not task.removed:
+            self._dispatcher.progress(task.id, callback, task.progress_is_async, args, kwargs)
+        listeners = self._progress_listeners
+        if listeners:
+            report = ProgressReport(task.id, task.name, job_id, args, kwargs, self._clock.now())
+            self._dispatcher.emit(listeners, (report,))
 
     def __repr__(self) -> str:
         return f"<Quiv {self._phase} pool_size={self.pool_size} tasks={len(self._tasks)}>"
@@ -738,14 +813,15 @@ class Quiv(_DeclarativeMixin):
 class _ProgressHook:
     """The ``_progress_hook`` a handler receives: forwards any payload to the task's callback."""
 
-    __slots__ = ("_scheduler", "_task")
+    __slots__ = ("_job_id", "_scheduler", "_task")
 
-    def __init__(self, scheduler: Quiv, task: TaskState) -> None:
+    def __init__(self, scheduler: Quiv, task: TaskState, job_id: str) -> None:
         self._scheduler = scheduler
         self._task = task
+        self._job_id = job_id
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
-        self._scheduler._report_progress(self._task, args, kwargs)
+        self._scheduler._report_progress(self._task, self._job_id, args, kwargs)
 
     def __repr__(self) -> str:
         return f"<progress hook of task {self._task.name!r}>"

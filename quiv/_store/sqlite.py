@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, delete, event, func, insert, select
+from sqlalchemy import Engine, delete, event, func, select
 from sqlalchemy.orm import registry
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Field, SQLModel, create_engine
@@ -38,7 +38,7 @@ class TaskDB(_QuivTable, table=True):
     interval_seconds: float
     fixed_interval: bool
     run_once: bool
-    status: str = Field(index=True)
+    status: str
     next_run_at: float
     created_at: float
 
@@ -51,7 +51,7 @@ class JobDB(_QuivTable, table=True):
     id: str = Field(primary_key=True)
     task_id: str = Field(index=True)
     task_name: str
-    status: str = Field(index=True)
+    status: str
     started_at: float = Field(index=True)
     ended_at: float | None = Field(default=None, index=True)
     duration_seconds: float | None = None
@@ -60,8 +60,17 @@ class JobDB(_QuivTable, table=True):
 
 _task_table = TaskDB.__table__  # type: ignore[attr-defined]
 _job_table = JobDB.__table__  # type: ignore[attr-defined]
-_TASK_COLUMNS = TaskRow._fields
-_JOB_COLUMNS = JobRow._fields
+
+
+def _upsert(table: Any, columns: tuple[str, ...]) -> str:
+    assert tuple(c.name for c in table.columns) == columns, "row tuple and table columns disagree"
+    return (
+        f"INSERT OR REPLACE INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+    )
+
+
+_UPSERT_TASK = _upsert(_task_table, TaskRow._fields)
+_UPSERT_JOB = _upsert(_job_table, JobRow._fields)
 
 
 def _create_private_file(path: str) -> None:
@@ -101,12 +110,14 @@ class SQLiteStore:
     def write(self, tasks: Sequence[TaskRow], deleted_tasks: Iterable[str], jobs: Sequence[JobRow]) -> None:
         deleted = list(deleted_tasks)
         with self._lock, self._guard("write"), self._engine.begin() as conn:
+            # Rows are plain tuples in column order: hand them to the driver's
+            # executemany directly, which is several times cheaper per row.
             if tasks:
-                conn.execute(insert(_task_table).prefix_with("OR REPLACE"), [row._asdict() for row in tasks])
+                conn.exec_driver_sql(_UPSERT_TASK, list(tasks))
             if deleted:
                 conn.execute(delete(_task_table).where(_task_table.c.id.in_(deleted)))
             if jobs:
-                conn.execute(insert(_job_table).prefix_with("OR REPLACE"), [row._asdict() for row in jobs])
+                conn.exec_driver_sql(_UPSERT_JOB, list(jobs))
 
     def purge_jobs(self, ended_before: float) -> float | None:
         with self._lock, self._guard("purge"), self._engine.begin() as conn:
