@@ -108,12 +108,21 @@ class _OrderedChannel:
                     started = time.perf_counter()
         finally:
             self._runner = None
-            if not items:
-                self._mailbox.channels.pop(self._key, None)
 
 
 class Mailbox:
-    """A FIFO of calls to run on one event loop, woken once per batch."""
+    """A FIFO of calls to run on one event loop, woken once per batch.
+
+    Producers append under a lock; the loop takes the whole backlog in one
+    swap and works through it in slices of at most ``SLICE_SECONDS``. A
+    producer on another thread that finds ``HIGH_WATER`` items waiting is
+    held until the loop takes them (so memory stays bounded and a flood
+    cannot starve the loop), and every ``YIELD_EVERY`` posts it offers the
+    GIL to the loop thread.
+    """
+
+    HIGH_WATER = 10_000
+    YIELD_EVERY = 256
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, logger: logging.Logger | logging.LoggerAdapter[Any]
@@ -121,45 +130,70 @@ class Mailbox:
         self.loop = loop
         self.logger = logger
         self.channels: dict[object, _OrderedChannel] = {}
-        self._items: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._incoming: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._pending: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._lock = threading.Lock()
+        self._room = threading.Event()
+        self._room.set()
         self._scheduled = False
+        self._posts = 0
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def post(self, func: Callable[..., Any], args: tuple[Any, ...]) -> bool:
         """Queue ``func(*args)`` for the loop; False if the loop can no longer take it."""
         with self._lock:
-            self._items.append((func, args))
+            self._incoming.append((func, args))
+            full = len(self._incoming) >= self.HIGH_WATER
+            if full:
+                self._room.clear()
+            self._posts += 1
+            offer_gil = not self._posts % self.YIELD_EVERY
             if self._scheduled:
-                return True
-            self._scheduled = True
-        try:
-            self.loop.call_soon_threadsafe(self._drain)
-        except RuntimeError:  # the loop was closed under us
-            with self._lock:
-                self._scheduled = False
-                self._items.clear()
-            return False
+                wake = False
+            else:
+                self._scheduled = wake = True
+        if wake:
+            try:
+                self.loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:  # the loop was closed under us
+                with self._lock:
+                    self._scheduled = False
+                    self._incoming.clear()
+                    self._room.set()
+                return False
+        if (full or offer_gil) and asyncio._get_running_loop() is not self.loop:
+            if full:
+                self._wait_for_room()
+            else:
+                time.sleep(0)
         return True
+
+    def _wait_for_room(self) -> None:
+        while not self._room.wait(0.05):
+            if self.loop.is_closed() or not self.loop.is_running():
+                return  # nobody will drain: stop holding the producer back
 
     def _drain(self) -> None:
         deadline = time.perf_counter() + SLICE_SECONDS
-        items = self._items
-        lock = self._lock
-        count = 0
+        logger = self.logger
         while True:
-            with lock:
-                if not items:
-                    self._scheduled = False
-                    return
-                func, args = items.popleft()
-            try:
-                func(*args)
-            except Exception:
-                self.logger.exception("callback %r raised on the main loop", func)
-            count += 1
-            if count & 63 == 0 and time.perf_counter() > deadline:
-                # Let the loop breathe; the flag stays set so nobody else reschedules.
+            pending = self._pending
+            if not pending:
+                with self._lock:
+                    if not self._incoming:
+                        self._scheduled = False
+                        return
+                    self._pending, self._incoming = self._incoming, pending
+                    self._room.set()
+                pending = self._pending
+            for _ in range(min(64, len(pending))):
+                func, args = pending.popleft()
+                try:
+                    func(*args)
+                except Exception:
+                    logger.exception("callback %r raised on the main loop", func)
+            if time.perf_counter() > deadline:
+                # Give the loop back; the flag stays set so producers do not reschedule.
                 self.loop.call_soon(self._drain)
                 return
 
@@ -176,17 +210,12 @@ class Mailbox:
 
         task.add_done_callback(done)
 
-    def progress_async(
-        self,
-        key: object,
-        callback: Callable[..., Awaitable[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> None:
+    def channel(self, key: object) -> _OrderedChannel:
+        """The ordered channel for ``key`` (one per task), created on first use."""
         channel = self.channels.get(key)
         if channel is None:
-            channel = self.channels[key] = _OrderedChannel(self, key)
-        channel.push(callback, args, kwargs)
+            channel = self.channels.setdefault(key, _OrderedChannel(self, key))
+        return channel
 
 
 class Dispatcher:
@@ -252,10 +281,12 @@ class Dispatcher:
         kwargs: dict[str, Any],
     ) -> None:
         """Deliver one progress report; never raises."""
-        box = self.mailbox()
+        box = self._mailbox
+        if box is None or not box.loop.is_running():
+            box = self.mailbox()
         if box is not None:
             if is_async:
-                if box.post(box.progress_async, (key, callback, args, kwargs)):
+                if box.post(box.channel(key).push, (callback, args, kwargs)):
                     return
             elif box.post(self._call_sync_progress, (callback, args, kwargs)):
                 return
@@ -273,6 +304,12 @@ class Dispatcher:
             box = self._mailbox
             if box is not None:
                 box.spawn(result, callback)
+
+    def forget(self, key: object) -> None:
+        """Drop the progress channel of a task that is gone."""
+        box = self._mailbox
+        if box is not None:
+            box.channels.pop(key, None)
 
     def emit(self, listeners: tuple[tuple[Callable[..., Any], bool], ...], args: tuple[Any, ...]) -> None:
         """Deliver an event to ``listeners`` (callable, is_async) in registration order; never raises."""

@@ -363,6 +363,7 @@ class Quiv(_DeclarativeMixin):
                 job.cancel_reason = "cancelled: its task was removed"
                 job.stop.set()
             persister.task_deleted(task.id)
+        self._dispatcher.forget(task.id)
         if snapshot is not None:
             self._dispatcher.emit(listeners, (Event.TASK_REMOVED, snapshot))
 
@@ -761,6 +762,8 @@ class Quiv(_DeclarativeMixin):
                     task.removed = True
                     del self._tasks[task.id]
                     persister.task_deleted(task.id)
+                    if task.progress_is_async:
+                        self._dispatcher.forget(task.id)
                 else:
                     self._reschedule_after_job_locked(task, job, now)
                     persister.task_changed(task)
