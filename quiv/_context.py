@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from contextvars import ContextVar
 
 __all__ = [
     "current_job_id",
     "current_scheduler",
+    "current_stop_event",
     "current_task",
     "get_current_job_id",
     "get_current_task_id",
@@ -18,6 +20,9 @@ current_job_id: ContextVar[str | None] = ContextVar("quiv_current_job_id", defau
 
 current_task: ContextVar[tuple[str, str] | None] = ContextVar("quiv_current_task", default=None)
 """``(task_id, task_name)`` of the job running in this context, else None."""
+
+current_stop_event: ContextVar[threading.Event | None] = ContextVar("quiv_current_stop_event", default=None)
+"""The stop event of the job running in this context, else None."""
 
 current_scheduler: ContextVar[object | None] = ContextVar("quiv_current_scheduler", default=None)
 
