@@ -22,7 +22,7 @@ from quiv._config import (
     QuivConfig,
     resolve_timezone,
 )
-from quiv._context import current_job_id, current_scheduler, current_task
+from quiv._context import current_job_id, current_scheduler, current_stop_event, current_task
 from quiv._declarative import _DeclarativeMixin
 from quiv._dispatch import Dispatcher, run_coroutine_blocking, set_in_job_thread
 from quiv._enums import Event, JobStatus, TaskStatus
@@ -718,6 +718,7 @@ class Quiv(_DeclarativeMixin):
         set_in_job_thread(True)
         job_token = current_job_id.set(job.id)
         task_token = current_task.set((task.id, task.name))
+        stop_token = current_stop_event.set(job.stop)
         scheduler_token = current_scheduler.set(self)
         try:
             result = task.func(*args, **kwargs)
@@ -731,6 +732,7 @@ class Quiv(_DeclarativeMixin):
             return JobStatus.FAILED, f"{type(exc).__name__}: {exc}"
         finally:
             current_scheduler.reset(scheduler_token)
+            current_stop_event.reset(stop_token)
             current_task.reset(task_token)
             current_job_id.reset(job_token)
             set_in_job_thread(False)

@@ -11,6 +11,7 @@ from typing import Any
 
 from quiv._enums import JobStatus, TaskStatus
 from quiv._handlers import InjectionPlan
+from quiv._stop import StopEvent
 from quiv._store import JobRow, TaskRow
 from quiv.models import Job, Task
 
@@ -87,7 +88,7 @@ class JobState:
     status: JobStatus = JobStatus.SCHEDULED
     ended: float | None = None
     error: str | None = None
-    stop: threading.Event = field(default_factory=threading.Event)
+    stop: StopEvent = field(default_factory=StopEvent)
     cancel_reason: str | None = None
     done: threading.Event | None = None
 

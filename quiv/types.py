@@ -7,12 +7,21 @@ for injected handler parameters, at registration time).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Literal, Protocol, TypeAlias
 
 from quiv._enums import Event
 from quiv.models import Job, Task
 
-__all__ = ["JobId", "JobListener", "ProgressCallback", "ProgressHook", "TaskId", "TaskListener"]
+__all__ = [
+    "JobEvent",
+    "JobId",
+    "JobListener",
+    "ProgressCallback",
+    "ProgressHook",
+    "TaskEvent",
+    "TaskId",
+    "TaskListener",
+]
 
 TaskId: TypeAlias = str
 """The id returned by ``add_task`` (a UUID string)."""
@@ -35,3 +44,9 @@ TaskListener: TypeAlias = Callable[[Event, Task], Awaitable[None] | None]
 
 JobListener: TypeAlias = Callable[[Event, Task, Job], Awaitable[None] | None]
 """Listener for ``JOB_*`` events: ``(event, task, job)``, sync or async."""
+
+TaskEvent: TypeAlias = Literal[Event.TASK_ADDED, Event.TASK_REMOVED, Event.TASK_PAUSED, Event.TASK_RESUMED]
+"""The ``TASK_*`` events, whose listeners are :data:`TaskListener`."""
+
+JobEvent: TypeAlias = Literal[Event.JOB_STARTED, Event.JOB_COMPLETED, Event.JOB_FAILED, Event.JOB_CANCELLED]
+"""The ``JOB_*`` events, whose listeners are :data:`JobListener`."""
