@@ -245,10 +245,10 @@ class Quiv(_DeclarativeMixin):
                 self._cond.wait(remaining)
             stuck = self._busy
             self._phase = _STOPPED
-            for job in self._live_jobs.values():
-                if job.done is not None:
-                    job.done.set()
+            waiters = [(w, job) for job in self._live_jobs.values() for w in self._take_waiters_locked(job)]
             threads = list(self._threads)
+        for waiter, job in waiters:
+            waiter(job)
         for thread in threads:
             if thread is not threading.current_thread():
                 thread.join(max(0.0, deadline - time.monotonic()))
@@ -496,20 +496,83 @@ class Quiv(_DeclarativeMixin):
         return [job_model(row) for row in persister.store.list_jobs(None if status is None else status.value)]
 
     def wait_for_job(self, job_id: str, timeout: float | None = None) -> Job:
-        """Block until the job ends (or ``timeout`` s pass) and return it."""
-        if timeout is not None:
-            timeout = _check_seconds("timeout", timeout, positive=False)
-        with self._lock:
-            job = self._live_jobs.get(_check_id(job_id, "job_id"))
-            if job is not None:
-                if job.done is None:
-                    job.done = threading.Event()
-                done = job.done
-            else:
-                done = None
-        if done is not None and not done.wait(timeout):
+        """Block until the job ends (``TimeoutError`` after ``timeout`` s) and return it.
+
+        Wakes when the job ends; never polls. A job that already ended is
+        returned at once. Do not call this on the event loop: use
+        :meth:`wait_for_job_async` there.
+        """
+        done = threading.Event()
+        if self._add_job_waiter(job_id, timeout, lambda _job: done.set()) and not done.wait(timeout):
             raise TimeoutError(f"job {job_id!r} did not end within {timeout} s")
         return self.get_job(job_id)
+
+    async def wait_for_job_async(self, job_id: str, timeout: float | None = None) -> Job:
+        """Like :meth:`wait_for_job`, awaited on the event loop without blocking it."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+
+        def settle() -> None:
+            if not future.done():
+                future.set_result(None)
+
+        def wake(_job: JobState) -> None:
+            loop.call_soon_threadsafe(settle)
+
+        if self._add_job_waiter(job_id, timeout, wake):
+            try:
+                await asyncio.wait_for(future, timeout)
+            except asyncio.TimeoutError:
+                raise TimeoutError(f"job {job_id!r} did not end within {timeout} s") from None
+        return await asyncio.to_thread(self.get_job, job_id)
+
+    def _add_job_waiter(self, job_id: str, timeout: float | None, waiter: Callable[[JobState], None]) -> bool:
+        """Register ``waiter`` for a live job; False if the job is not running (nothing to wait for)."""
+        if timeout is not None:
+            _check_seconds("timeout", timeout, positive=False)
+        with self._lock:
+            job = self._live_jobs.get(_check_id(job_id, "job_id"))
+            if job is None:
+                return False
+            if job.waiters is None:
+                job.waiters = []
+            job.waiters.append(waiter)
+            return True
+
+    def wait_for_task(self, task_id: str, timeout: float | None = None) -> Job:
+        """Block until the next job of the task ends (the running one, if any) and return it."""
+        if timeout is not None:
+            _check_seconds("timeout", timeout, positive=False)
+        ended: list[JobState] = []
+        done = threading.Event()
+
+        def waiter(job: JobState) -> None:
+            ended.append(job)
+            done.set()
+
+        with self._lock:
+            task = self._task_locked(task_id)
+            if task.running is not None:
+                if task.running.waiters is None:
+                    task.running.waiters = []
+                task.running.waiters.append(waiter)
+            else:
+                if task.job_waiters is None:
+                    task.job_waiters = []
+                task.job_waiters.append(waiter)
+        if not done.wait(timeout):
+            raise TimeoutError(f"no job of task {task_id!r} ended within {timeout} s")
+        return self.get_job(ended[0].id)
+
+    @staticmethod
+    def _take_waiters_locked(job: JobState) -> list[Callable[[JobState], None]]:
+        waiters = job.waiters or []
+        job.waiters = None
+        task_waiters = job.task.job_waiters
+        if task_waiters:
+            job.task.job_waiters = None
+            waiters = waiters + task_waiters
+        return waiters
 
     # -------------------------------------------------------------- listeners
     def add_listener(self, event: Event, callback: Callable[..., Any]) -> None:
@@ -771,13 +834,15 @@ class Quiv(_DeclarativeMixin):
                     persister.task_changed(task)
             listeners = self._listeners[event]
             snapshot = (task.model(), job.model()) if listeners else None
-            if job.done is not None:
-                job.done.set()
+            waiters = self._take_waiters_locked(job)
             self._busy -= 1
             if self._phase == _STOPPING and not self._busy:
                 self._cond.notify_all()
         if snapshot is not None:
             self._dispatcher.emit(listeners, (event, *snapshot))
+        # Waiters last: without a main loop, listeners have run when a waiter wakes.
+        for waiter in waiters:
+            waiter(job)
 
     def _reschedule_after_job_locked(self, task: TaskState, job: JobState, now: float) -> None:
         forced = False

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -47,6 +46,8 @@ class TaskState:
     requested_forced: bool = False
     removed: bool = False
     started_once: bool = False
+    #: Called (outside the lock) with the next job of this task that ends; see Quiv.wait_for_task.
+    job_waiters: list[Callable[[JobState], None]] | None = None
 
     def row(self) -> TaskRow:
         return TaskRow(
@@ -90,7 +91,8 @@ class JobState:
     error: str | None = None
     stop: StopEvent = field(default_factory=StopEvent)
     cancel_reason: str | None = None
-    done: threading.Event | None = None
+    #: Called (outside the lock) with the job when it ends; see Quiv.wait_for_job.
+    waiters: list[Callable[[JobState], None]] | None = None
 
     def row(self) -> JobRow:
         ended = self.ended
