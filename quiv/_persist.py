@@ -154,6 +154,8 @@ class Persister:
                         purge_at = self._purge_at
             with self._state_lock:
                 busy = bool(self._dirty_tasks or self._dirty_jobs or self._deleted_tasks)
+                if self._stopping:
+                    return
                 if not busy:
                     # Nothing pending: sleep until a change (or a purge) wakes us.
                     self._writer_idle = True
@@ -166,8 +168,10 @@ class Persister:
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the writer and close the store (which deletes the database)."""
-        self._stopping = True
-        self._wake.set()
+        with self._state_lock:
+            # Under the lock the writer takes before it clears the wake-up: no lost stop.
+            self._stopping = True
+            self._wake.set()
         self._clock.unsubscribe(self._wake.set)
         if self._thread is not None:
             self._thread.join(timeout)
