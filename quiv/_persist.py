@@ -143,7 +143,7 @@ class Persister:
 
     def _run(self) -> None:
         wake = self._wake
-        while not self._stopping:
+        while True:
             with self._db_lock:
                 self._write_locked(raise_errors=False)
                 purge_at = self._purge_at
@@ -154,7 +154,7 @@ class Persister:
                         purge_at = self._purge_at
             with self._state_lock:
                 busy = bool(self._dirty_tasks or self._dirty_jobs or self._deleted_tasks)
-                if self._stopping:
+                if self._stop_requested():
                     return
                 if not busy:
                     # Nothing pending: sleep until a change (or a purge) wakes us.
@@ -165,6 +165,12 @@ class Persister:
                 # Changes are still arriving: gather them for a short while, unprompted.
                 timeout = BATCH_SECONDS if timeout is None else min(timeout, BATCH_SECONDS)
             wake.wait(timeout)
+            if self._stop_requested():
+                return
+
+    def _stop_requested(self) -> bool:
+        # A method, not an attribute read, so type checkers do not assume it cannot change.
+        return self._stopping
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the writer and close the store (which deletes the database)."""
