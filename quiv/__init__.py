@@ -31,7 +31,7 @@ from quiv._exceptions import (
 from quiv._main import run_on_main
 from quiv._progress import ProgressReport
 from quiv._scheduler import Quiv
-from quiv.models import Job, Task
+from quiv.models import Job, SchedulerStats, Task
 from quiv.types import JobId, JobListener, ProgressCallback, ProgressHook, TaskId, TaskListener
 
 __version__ = "0.1.0"
@@ -57,6 +57,7 @@ __all__ = [
     "Quiv",
     "QuivConfig",
     "QuivError",
+    "SchedulerStats",
     "SchedulerStoppedError",
     "SystemClock",
     "Task",

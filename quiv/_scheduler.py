@@ -42,7 +42,7 @@ from quiv._progress import ProgressReport
 from quiv._schedule import next_run_after
 from quiv._state import JobState, TaskState, job_model, utc
 from quiv._store import SQLiteStore, Store
-from quiv.models import Job, Task
+from quiv.models import Job, SchedulerStats, Task
 
 __all__ = ["Quiv"]
 
@@ -573,6 +573,39 @@ class Quiv(_DeclarativeMixin):
             job.task.job_waiters = None
             waiters = waiters + task_waiters
         return waiters
+
+    def stats(self) -> SchedulerStats:
+        """Counts a dashboard wants: tasks and jobs by status, workers in use, the oldest running job.
+
+        Live counts come from memory; history counts are one grouped query.
+        Every kept job lies in the retention window, so the window counts are
+        the history's completed and failed counts.
+        """
+        with self._lock:
+            self._check_readable_locked()
+            tasks_by_status = dict.fromkeys((s.value for s in TaskStatus), 0)
+            for task in self._tasks.values():
+                tasks_by_status[task.status.value] += 1
+            oldest = min(self._live_jobs.values(), key=lambda job: job.started, default=None)
+            running = len(self._live_jobs)
+            busy = self._busy
+            persister = self._persister
+        jobs_by_status = dict.fromkeys((s.value for s in JobStatus), 0)
+        if persister is not None:
+            persister.flush()
+            jobs_by_status.update(persister.store.count_jobs())
+        return SchedulerStats(
+            tasks_by_status=tasks_by_status,
+            jobs_by_status=jobs_by_status,
+            running_jobs=running,
+            pool_size=self.pool_size,
+            free_workers=max(0, self.pool_size - busy),
+            oldest_running_job_id=None if oldest is None else oldest.id,
+            oldest_running_job_started_at=None if oldest is None else utc(oldest.started),
+            completed_in_window=jobs_by_status[JobStatus.COMPLETED.value],
+            failed_in_window=jobs_by_status[JobStatus.FAILED.value],
+            retention_seconds=float(self.history_retention_seconds),
+        )
 
     # -------------------------------------------------------------- listeners
     def add_listener(self, event: Event, callback: Callable[..., Any]) -> None:

@@ -15,7 +15,7 @@ from sqlmodel import Field, SQLModel
 
 from quiv._enums import JobStatus, TaskStatus
 
-__all__ = ["Job", "Task"]
+__all__ = ["Job", "SchedulerStats", "Task"]
 
 
 def _as_utc(value: datetime | None) -> datetime | None:
@@ -65,3 +65,18 @@ class Job(SQLModel):
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
         return _as_utc(value)
+
+
+class SchedulerStats(SQLModel):
+    """Counts for a dashboard, from :meth:`quiv.Quiv.stats`."""
+
+    tasks_by_status: dict[str, int] = Field(description="Number of tasks per task status.")
+    jobs_by_status: dict[str, int] = Field(description="Jobs kept in the history, per job status.")
+    running_jobs: int = Field(description="Jobs running right now.")
+    pool_size: int = Field(description="Maximum number of jobs that run at once.")
+    free_workers: int = Field(description="How many more jobs could start right now.")
+    oldest_running_job_id: str | None = Field(default=None, description="The job running the longest.")
+    oldest_running_job_started_at: datetime | None = Field(default=None, description="When it started (UTC).")
+    completed_in_window: int = Field(description="Jobs completed within the retention window.")
+    failed_in_window: int = Field(description="Jobs failed within the retention window.")
+    retention_seconds: float = Field(description="How long finished jobs are kept.")

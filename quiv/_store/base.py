@@ -53,6 +53,10 @@ class Store(Protocol):
 
     def list_tasks(self) -> list[TaskRow]: ...
 
+    def count_jobs(self) -> dict[str, int]:
+        """Number of stored jobs per status."""
+        ...
+
     def purge_jobs(self, ended_before: float) -> float | None:
         """Delete finished jobs that ended before ``ended_before``; return the oldest remaining end time."""
         ...

@@ -144,6 +144,11 @@ class SQLiteStore:
         with self._lock, self._guard("read"), self._engine.connect() as conn:
             return [JobRow(*row) for row in conn.execute(query)]
 
+    def count_jobs(self) -> dict[str, int]:
+        query = select(_job_table.c.status, func.count()).group_by(_job_table.c.status)
+        with self._lock, self._guard("read"), self._engine.connect() as conn:
+            return {str(status): int(count) for status, count in conn.execute(query)}
+
     def list_tasks(self) -> list[TaskRow]:
         query = select(_task_table).order_by(_task_table.c.created_at)
         with self._lock, self._guard("read"), self._engine.connect() as conn:
