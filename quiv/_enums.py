@@ -14,6 +14,7 @@ class Event(str, Enum):
     TASK_REMOVED = "task_removed"
     TASK_PAUSED = "task_paused"
     TASK_RESUMED = "task_resumed"
+    TASK_UPDATED = "task_updated"
     JOB_STARTED = "job_started"
     JOB_COMPLETED = "job_completed"
     JOB_FAILED = "job_failed"
@@ -57,6 +58,8 @@ class JobStatus(str, Enum):
         return self in TERMINAL_JOB_STATUSES
 
 
-TASK_EVENTS = frozenset({Event.TASK_ADDED, Event.TASK_REMOVED, Event.TASK_PAUSED, Event.TASK_RESUMED})
+TASK_EVENTS = frozenset(
+    {Event.TASK_ADDED, Event.TASK_REMOVED, Event.TASK_PAUSED, Event.TASK_RESUMED, Event.TASK_UPDATED}
+)
 JOB_EVENTS = frozenset({Event.JOB_STARTED, Event.JOB_COMPLETED, Event.JOB_FAILED, Event.JOB_CANCELLED})
 TERMINAL_JOB_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.CANCELLED, JobStatus.FAILED})

@@ -11,8 +11,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from typing import Any
+
+from typing_extensions import Unpack
 
 from quiv._clock import Clock, SystemClock
 from quiv._config import (
@@ -37,11 +39,14 @@ from quiv._exceptions import (
     TaskNotScheduledError,
 )
 from quiv._handlers import injection_plan, is_async_callable
+from quiv._options import MisfirePolicy, TaskChanges, TaskSettings
 from quiv._persist import Persister
+from quiv._policies import late_run_decision, retry_delay
 from quiv._progress import ProgressReport
-from quiv._schedule import next_run_after
+from quiv._schedule import first_run, next_regular_run
 from quiv._state import JobState, TaskState, job_model, utc
 from quiv._store import SQLiteStore, Store
+from quiv._watchdog import Watchdog
 from quiv.models import Job, SchedulerStats, Task
 
 __all__ = ["Quiv"]
@@ -158,8 +163,12 @@ class Quiv(_DeclarativeMixin):
         self._has_leader = False
         self._idle_followers = 0
         self._threads: list[threading.Thread] = []
+        self._watchdog: Watchdog[JobState] = Watchdog(self._clock, self._expire_job)
         self._wake_at = math.inf
-        self._saturated = False
+        # When the pool last filled up, and the last spell during which it was full:
+        # a job that starts late is blamed on the pool only if it came due then.
+        self._full_since: float | None = None
+        self._full_spell: tuple[float, float] | None = None
         self._late_last_warning = -math.inf
         self._late_suppressed = 0
         self._listeners: dict[Event, tuple[Listener, ...]] = dict.fromkeys(Event, ())
@@ -240,6 +249,7 @@ class Quiv(_DeclarativeMixin):
             self._follower_cond.notify_all()
         deadline = time.monotonic() + timeout
         self._clock.unsubscribe(self._wake)
+        self._watchdog.close()
         with self._lock:
             while self._busy and (remaining := deadline - time.monotonic()) > 0:
                 self._cond.wait(remaining)
@@ -273,73 +283,156 @@ class Quiv(_DeclarativeMixin):
         self,
         task_name: str,
         func: Callable[..., Any],
-        interval: float,
+        interval: float | None = None,
         delay: float = 0,
         run_once: bool = False,
         fixed_interval: bool = True,
         args: tuple[Any, ...] | None = None,
         kwargs: dict[str, Any] | None = None,
         progress_callback: Callable[..., Any] | None = None,
+        *,
+        cron: str | None = None,
+        cron_timezone: str | tzinfo | None = None,
+        run_at: datetime | None = None,
+        max_retries: int = 0,
+        retry_backoff: float = 1.0,
+        timeout: float | None = None,
+        jitter: float = 0.0,
+        misfire: MisfirePolicy = "skip",
+        misfire_grace: float | None = None,
     ) -> str:
-        """Schedule ``func`` every ``interval`` seconds (first run after ``delay``) and return the task id."""
-        if not isinstance(task_name, str):
-            raise InvalidArgumentError(f"task_name must be a str, got {task_name!r}")
-        if not task_name.strip():
-            raise ConfigurationError("task_name must not be empty")
+        """Schedule ``func`` and return the new task's id.
+
+        The schedule is one of: every ``interval`` seconds (first run after
+        ``delay`` seconds or at ``run_at``), a ``cron`` expression read in
+        ``cron_timezone`` (default: the scheduler's timezone), or a single run
+        at ``run_at``. Everything is validated before anything is stored.
+        """
         if not callable(func):
             raise HandlerRegistrationError(f"func for task {task_name!r} must be callable, got {func!r}")
-        interval_s = _check_seconds("interval", interval, positive=True)
-        delay_s = _check_seconds("delay", delay, positive=False)
-        if not isinstance(run_once, bool):
-            raise InvalidArgumentError(f"run_once must be a bool, got {run_once!r}")
-        if not isinstance(fixed_interval, bool):
-            raise InvalidArgumentError(f"fixed_interval must be a bool, got {fixed_interval!r}")
-        if args is None:
-            args = ()
-        elif not isinstance(args, tuple):
-            raise InvalidArgumentError(f"args must be a tuple, got {type(args).__name__} {args!r}")
-        if kwargs is None:
-            kwargs = {}
-        elif not isinstance(kwargs, dict):
-            raise InvalidArgumentError(f"kwargs must be a dict, got {type(kwargs).__name__} {kwargs!r}")
-        elif not all(isinstance(key, str) for key in kwargs):
-            raise InvalidArgumentError(f"kwargs keys must be str, got {list(kwargs)!r}")
-        if progress_callback is not None and not callable(progress_callback):
-            raise HandlerRegistrationError(
-                f"progress_callback for task {task_name!r} must be callable, got {progress_callback!r}"
-            )
-        args_blob = _pickle_arg("args", args)
-        kwargs_blob = _pickle_arg("kwargs", kwargs)
+        settings = TaskSettings.validate(
+            task_name=task_name,
+            interval=interval,
+            delay=delay,
+            run_once=run_once,
+            fixed_interval=fixed_interval,
+            args=args,
+            kwargs=kwargs,
+            progress_callback=progress_callback,
+            cron=cron,
+            cron_timezone=cron_timezone,
+            run_at=run_at,
+            max_retries=max_retries,
+            retry_backoff=retry_backoff,
+            timeout=timeout,
+            jitter=jitter,
+            misfire=misfire,
+            misfire_grace=misfire_grace,
+            default_timezone=self.timezone,
+        )
         plan = injection_plan(func)
-
         self._dispatcher.note_caller()
         now = self._now()
+        nominal, actual = first_run(settings, now)
         task = TaskState(
             id=str(uuid.uuid4()),
             name=task_name,
             func=func,
             plan=plan,
-            args_blob=args_blob,
-            kwargs_blob=kwargs_blob,
-            interval=interval_s,
-            fixed_interval=fixed_interval,
-            run_once=run_once,
+            settings=settings,
             status=TaskStatus.ACTIVE,
-            next_run=now + delay_s,
+            next_run=actual,
             created=now,
-            progress_callback=progress_callback,
-            progress_is_async=progress_callback is not None and is_async_callable(progress_callback),
+            progress_is_async=is_async_callable(progress_callback),
         )
         with self._lock:
             persister = self._store_locked()
             self._tasks[task.id] = task
-            self._schedule_locked(task, task.next_run)
+            self._schedule_locked(task, actual, nominal=nominal)
             persister.task_changed(task)
             listeners = self._listeners[Event.TASK_ADDED]
             snapshot = task.model() if listeners else None
         if snapshot is not None:
             self._dispatcher.emit(listeners, (Event.TASK_ADDED, snapshot))
         return task.id
+
+    def update_task(self, task_id: str, **changes: Unpack[TaskChanges]) -> Task:
+        """Change a task's schedule, arguments or options; its id and job history stay.
+
+        Give only what changes, with the names ``add_task`` uses (plus
+        ``task_name`` and ``func``). Passing ``interval`` turns a cron task into
+        an interval task and ``cron`` the reverse. A new schedule starts from
+        now (after ``delay`` or at ``run_at`` when given); otherwise the next
+        run stays where it was unless ``delay``/``run_at`` move it. A running
+        job is not affected. Fires ``TASK_UPDATED`` with the new task.
+        """
+        unknown = set(changes) - set(TaskChanges.__annotations__)
+        if unknown:
+            raise InvalidArgumentError(f"update_task got unknown option(s): {', '.join(sorted(unknown))}")
+        func = changes.get("func")
+        if "func" in changes and not callable(func):
+            raise HandlerRegistrationError(f"func must be callable, got {func!r}")
+        plan = injection_plan(func) if func is not None else None
+        with self._lock:
+            task = self._task_locked(task_id)
+            old = task.settings
+            name = changes.get("task_name", task.name)
+        merged: dict[str, Any] = {
+            "task_name": name,
+            "interval": old.interval,
+            "delay": 0,
+            "run_once": old.run_once,
+            "fixed_interval": old.fixed_interval,
+            "args": old.args,
+            "kwargs": old.kwargs,
+            "progress_callback": old.progress_callback,
+            "cron": None if old.cron is None else old.cron.expression,
+            "cron_timezone": old.cron_timezone,
+            "run_at": None,
+            "max_retries": old.max_retries,
+            "retry_backoff": old.retry_backoff,
+            "timeout": old.timeout,
+            "jitter": old.jitter,
+            "misfire": old.misfire.value,
+            "misfire_grace": old.misfire_grace,
+        }
+        if "interval" in changes and "cron" not in changes:
+            merged["cron"] = merged["cron_timezone"] = None
+        if "cron" in changes and "interval" not in changes:
+            merged["interval"] = None
+        merged.update({key: value for key, value in changes.items() if key != "func"})
+        if merged["cron"] is None:
+            merged["cron_timezone"] = None
+        settings = TaskSettings.validate(**merged, default_timezone=self.timezone)
+        reschedule = any(
+            key in changes
+            for key in ("interval", "cron", "cron_timezone", "fixed_interval", "delay", "run_at")
+        )
+        with self._lock:
+            task = self._task_locked(task_id)
+            persister = self._store_locked()
+            task.name = merged["task_name"]
+            task.settings = settings
+            task.progress_is_async = is_async_callable(settings.progress_callback)
+            if func is not None and plan is not None:
+                task.func, task.plan = func, plan
+            if reschedule:
+                nominal, actual = first_run(settings, self._now())
+                task.retry = None
+                if task.running is not None:
+                    task.requested, task.requested_forced = actual, False
+                    task.next_run = actual
+                    task.version += 1
+                elif task.status is TaskStatus.PAUSED:
+                    task.next_run = actual
+                else:
+                    self._schedule_locked(task, actual, nominal=nominal)
+            persister.task_changed(task)
+            snapshot = task.model()
+            listeners = self._listeners[Event.TASK_UPDATED]
+        if listeners:
+            self._dispatcher.emit(listeners, (Event.TASK_UPDATED, snapshot))
+        return snapshot
 
     def _task_locked(self, task_id: object) -> TaskState:
         task = self._tasks.get(_check_id(task_id, "task_id"))
@@ -375,8 +468,16 @@ class Quiv(_DeclarativeMixin):
             persister = self._store_locked()
             task.status = TaskStatus.PAUSED
             task.version += 1
-            task.requested = None
-            task.requested_forced = False
+            task.retry = None
+            manual = task.manual_due
+            if manual is None:
+                task.requested = None
+                task.requested_forced = False
+            elif task.running is not None:
+                task.requested, task.requested_forced = manual, True
+            else:
+                # An explicit run_task_immediately() still happens; only the schedule stops.
+                self._schedule_locked(task, manual, forced=True)
             persister.task_changed(task)
             listeners = self._listeners[Event.TASK_PAUSED]
             snapshot = task.model() if listeners else None
@@ -418,13 +519,14 @@ class Quiv(_DeclarativeMixin):
             task = self._tasks.get(_check_id(task_id, "task_id"))
             if task is None:
                 raise HandlerNotRegisteredError(f"no handler is registered for task id {task_id!r}")
-            if task.run_once and task.started_once:
+            if task.run_once and task.started_once and task.retry is None:
                 raise TaskNotScheduledError(
                     f"task {task_id!r} is a run-once task that has already started; it cannot run again"
                 )
             persister = self._store_locked()
             now = self._now()
             forced = task.status is TaskStatus.PAUSED
+            task.manual_due = now
             if task.running is not None:
                 task.requested = now
                 task.requested_forced = forced
@@ -435,6 +537,7 @@ class Quiv(_DeclarativeMixin):
 
     def get_task(self, task_id: str) -> Task:
         """The task with this id."""
+        self._dispatcher.note_caller()
         with self._lock:
             self._check_readable_locked()
             return self._task_locked(task_id).model()
@@ -443,6 +546,7 @@ class Quiv(_DeclarativeMixin):
         """Every task in the order they were added; run-once tasks only if asked."""
         if not isinstance(include_run_once, bool):
             raise InvalidArgumentError(f"include_run_once must be a bool, got {include_run_once!r}")
+        self._dispatcher.note_caller()
         with self._lock:
             self._check_readable_locked()
             return [t.model() for t in self._tasks.values() if include_run_once or not t.run_once]
@@ -465,6 +569,7 @@ class Quiv(_DeclarativeMixin):
     def get_job(self, job_id: str) -> Job:
         """The job with this id (running, or finished within the retention window)."""
         _check_id(job_id, "job_id")
+        self._dispatcher.note_caller()
         with self._lock:
             self._check_readable_locked()
             job = self._live_jobs.get(job_id)
@@ -487,6 +592,7 @@ class Quiv(_DeclarativeMixin):
             except ValueError:
                 valid = ", ".join(s.value for s in JobStatus)
                 raise ConfigurationError(f"unknown job status {status!r}; expected one of {valid}") from None
+        self._dispatcher.note_caller()
         with self._lock:
             self._check_readable_locked()
             persister = self._persister
@@ -648,10 +754,17 @@ class Quiv(_DeclarativeMixin):
             self._progress_listeners = tuple(item for item in self._progress_listeners if item[0] != callback)
 
     # ----------------------------------------------------------------- engine
-    def _schedule_locked(self, task: TaskState, due: float, *, forced: bool = False) -> None:
-        """Make ``due`` the task's one valid heap entry and wake the loop if it is earlier."""
+    def _schedule_locked(
+        self, task: TaskState, due: float, *, forced: bool = False, nominal: float | None = None
+    ) -> None:
+        """Make ``due`` the task's one valid heap entry and wake a worker if it is the earliest.
+
+        ``nominal`` is the run's place in the schedule before jitter (the
+        cadence anchor); it defaults to ``due``.
+        """
         task.version += 1
         task.next_run = due
+        task.nominal = due if nominal is None else nominal
         self._seq += 1
         heapq.heappush(self._heap, (due, self._seq, task.version, task, forced))
         if due < self._wake_at:
@@ -677,34 +790,99 @@ class Quiv(_DeclarativeMixin):
                 continue
             if task.status is TaskStatus.PAUSED and not forced:
                 continue
+            grace = task.settings.misfire_grace
+            if not forced and task.retry is None and not late_run_decision(due, now, grace):
+                self._skip_late_run_locked(task, due, now)
+                continue
             return self._create_job_locked(task, due, now, forced)
         return None
 
     def _create_job_locked(self, task: TaskState, due: float, now: float, forced: bool) -> JobState:
+        retry = task.retry
+        if retry is not None:
+            attempt, retry_of = retry
+            task.retry = None
+            cycle_due = task.cycle_due if task.cycle_due is not None else due
+        else:
+            attempt, retry_of = 1, None
+            cycle_due = task.cycle_due = task.nominal
         # The thread that creates a job runs it straight away, so it starts as running.
         job = JobState(
             id=str(uuid.uuid4()),
             task=task,
             task_name=task.name,
             due=due,
+            cycle_due=cycle_due,
             started=now,
             forced=forced,
             status=JobStatus.RUNNING,
+            attempt=attempt,
+            retry_of=retry_of,
         )
         task.running = job
         task.started_once = True
+        task.manual_due = None
         if task.status is not TaskStatus.PAUSED:
             task.status = TaskStatus.RUNNING
-        task.next_run = due + task.interval
+        settings = task.settings
+        if settings.interval is not None:
+            task.next_run = cycle_due + settings.interval
+        if settings.timeout is not None:
+            self._watchdog.watch(now + settings.timeout, job)
         self._live_jobs[job.id] = job
         self._busy += 1
         assert self._persister is not None
         self._persister.job_changed(job)
         self._persister.task_changed(task)
         late = now - due
-        if late >= LATE_WARNING_SECONDS and self._saturated:
+        if self._busy == self.pool_size:
+            self._full_since = now
+        if late >= LATE_WARNING_SECONDS and self._pool_was_full_at(due):
             self._warn_late(task, late, now)
         return job
+
+    def _skip_late_run_locked(self, task: TaskState, due: float, now: float) -> None:
+        """A run is later than its task's ``misfire_grace`` allows: log it and move on."""
+        self.logger.warning(
+            "task %r: skipped the run due %s, %.3f s late (misfire_grace is %s s)",
+            task.name,
+            self._fmt(due),
+            now - due,
+            task.settings.misfire_grace,
+        )
+        planned = next_regular_run(task.settings, task.nominal, now)
+        if planned is None:
+            self._delete_task_locked(task)
+            return
+        nominal, actual = planned
+        self._schedule_locked(task, actual, nominal=nominal)
+        assert self._persister is not None
+        self._persister.task_changed(task)
+
+    def _delete_task_locked(self, task: TaskState) -> None:
+        task.removed = True
+        task.version += 1
+        self._tasks.pop(task.id, None)
+        assert self._persister is not None
+        self._persister.task_deleted(task.id)
+        if task.progress_is_async:
+            self._dispatcher.forget(task.id)
+
+    def _expire_job(self, job: JobState) -> None:
+        """The watchdog's callback: a job ran past its task's timeout."""
+        with self._lock:
+            if job.id not in self._live_jobs or job.stop.is_set():
+                return
+            job.timed_out = True
+            job.cancel_reason = f"timed out after {job.task.settings.timeout:g} s"
+            job.stop.set()
+        self.logger.warning("job %s of task %r timed out; its stop event is set", job.id, job.task_name)
+
+    def _pool_was_full_at(self, when: float) -> bool:
+        if self._full_since is not None and self._full_since <= when:
+            return True
+        spell = self._full_spell
+        return spell is not None and spell[0] <= when <= spell[1]
 
     def _warn_late(self, task: TaskState, late: float, now: float) -> None:
         if now - self._late_last_warning < LATE_WARNING_GAP:
@@ -767,13 +945,9 @@ class Quiv(_DeclarativeMixin):
         heap = self._heap
         while heap and (heap[0][2] != heap[0][3].version or heap[0][3].removed):
             heapq.heappop(heap)
-        if self._busy >= self.pool_size:
-            # Nothing can start until a job ends; that job's thread looks again.
-            self._saturated = bool(heap) and heap[0][0] <= self._now()
-            deadline = math.inf
-        else:
-            self._saturated = False
-            deadline = heap[0][0] if heap else math.inf
+        # With every worker busy nothing can start until a job ends, and that job's
+        # thread looks again by itself: no deadline then.
+        deadline = heap[0][0] if heap and self._busy < self.pool_size else math.inf
         self._wake_at = deadline
         timeout = None if deadline == math.inf else self._clock.wait_seconds(deadline)
         self._leader_cond.wait(timeout)
@@ -797,8 +971,8 @@ class Quiv(_DeclarativeMixin):
         """Call the handler with its arguments and hooks; report how it ended."""
         task = job.task
         try:
-            args = pickle.loads(task.args_blob)
-            kwargs = pickle.loads(task.kwargs_blob)
+            args = pickle.loads(task.settings.args_blob)
+            kwargs = pickle.loads(task.settings.kwargs_blob)
         except Exception as exc:
             self.logger.error(
                 "job %s of task %r: could not unpickle its arguments: %s", job.id, task.name, exc
@@ -856,18 +1030,21 @@ class Quiv(_DeclarativeMixin):
             assert persister is not None
             persister.job_changed(job)
             if not task.removed:
-                if task.run_once:
-                    task.removed = True
-                    del self._tasks[task.id]
-                    persister.task_deleted(task.id)
-                    if task.progress_is_async:
-                        self._dispatcher.forget(task.id)
+                retry = (
+                    status is JobStatus.FAILED
+                    and not job.stop.is_set()
+                    and job.attempt <= task.settings.max_retries
+                )
+                if task.run_once and not retry:
+                    self._delete_task_locked(task)
                 else:
-                    self._reschedule_after_job_locked(task, job, now)
+                    self._reschedule_after_job_locked(task, job, now, retry)
                     persister.task_changed(task)
             listeners = self._listeners[event]
             snapshot = (task.model(), job.model()) if listeners else None
             waiters = self._take_waiters_locked(job)
+            if self._busy == self.pool_size and self._full_since is not None:
+                self._full_spell, self._full_since = (self._full_since, now), None
             self._busy -= 1
             if self._phase == _STOPPING and not self._busy:
                 self._cond.notify_all()
@@ -877,21 +1054,34 @@ class Quiv(_DeclarativeMixin):
         for waiter in waiters:
             waiter(job)
 
-    def _reschedule_after_job_locked(self, task: TaskState, job: JobState, now: float) -> None:
+    def _reschedule_after_job_locked(self, task: TaskState, job: JobState, now: float, retry: bool) -> None:
+        settings = task.settings
+        if retry:
+            # Every attempt is its own job; retries keep the first attempt's place in the cadence.
+            task.retry = (job.attempt + 1, job.retry_of or job.id)
+            nominal = due = now + retry_delay(job.attempt, settings.retry_backoff)
+        else:
+            task.retry = None
+            task.cycle_due = None
+            planned = next_regular_run(settings, job.cycle_due, now)
+            if planned is None:
+                if task.status is TaskStatus.RUNNING:
+                    task.status = TaskStatus.ACTIVE
+                return
+            nominal, due = planned
         forced = False
         if task.requested is not None:
-            # A run asked for while this job ran (run now / resume) replaces the cadence.
-            nxt, forced = task.requested, task.requested_forced
+            # A run asked for while this job ran (run now / resume) replaces the plan.
+            nominal = due = task.requested
+            forced = task.requested_forced
             task.requested = None
             task.requested_forced = False
-        else:
-            nxt = next_run_after(job.due, now, task.interval, fixed_interval=task.fixed_interval)
         if task.status is TaskStatus.PAUSED and not forced:
-            task.next_run = nxt
+            task.next_run = due
             return
         if task.status is TaskStatus.RUNNING:
             task.status = TaskStatus.ACTIVE
-        self._schedule_locked(task, nxt, forced=forced)
+        self._schedule_locked(task, due, forced=forced, nominal=nominal)
 
     def _emit_job(self, listeners: tuple[Listener, ...], event: Event, job: JobState) -> None:
         with self._lock:

@@ -10,6 +10,7 @@ from typing import Any
 
 from quiv._enums import JobStatus, TaskStatus
 from quiv._handlers import InjectionPlan
+from quiv._options import TaskSettings
 from quiv._stop import StopEvent
 from quiv._store import JobRow, TaskRow
 from quiv.models import Job, Task
@@ -28,15 +29,10 @@ class TaskState:
     name: str
     func: Callable[..., Any]
     plan: InjectionPlan
-    args_blob: bytes
-    kwargs_blob: bytes
-    interval: float
-    fixed_interval: bool
-    run_once: bool
+    settings: TaskSettings
     status: TaskStatus
     next_run: float
     created: float
-    progress_callback: Callable[..., Any] | None
     progress_is_async: bool
     #: Bumped whenever the schedule changes; heap entries with an older version are stale.
     version: int = 0
@@ -44,37 +40,71 @@ class TaskState:
     #: A run asked for (run now / resume) while a job was running: start it when that job ends.
     requested: float | None = None
     requested_forced: bool = False
+    #: When run_task_immediately() asked for a run that has not started yet (survives pause).
+    manual_due: float | None = None
     removed: bool = False
     started_once: bool = False
+    #: The next attempt of a failed job: (attempt number, id of the first attempt).
+    retry: tuple[int, str] | None = None
+    #: When the current cycle's first attempt was due (the cadence anchor across retries).
+    cycle_due: float | None = None
+    #: The scheduled run's place in the schedule before jitter.
+    nominal: float = 0.0
     #: Called (outside the lock) with the next job of this task that ends; see Quiv.wait_for_task.
     job_waiters: list[Callable[[JobState], None]] | None = None
 
+    @property
+    def run_once(self) -> bool:
+        return self.settings.once
+
+    @property
+    def progress_callback(self) -> Callable[..., Any] | None:
+        return self.settings.progress_callback
+
     def row(self) -> TaskRow:
+        s = self.settings
         return TaskRow(
             self.id,
             self.name,
-            self.args_blob,
-            self.kwargs_blob,
-            self.interval,
-            self.fixed_interval,
-            self.run_once,
+            s.args_blob,
+            s.kwargs_blob,
+            s.interval,
+            s.fixed_interval,
+            s.once,
             self.status.value,
             self.next_run,
             self.created,
+            None if s.cron is None else s.cron.expression,
+            s.cron_timezone,
+            s.max_retries,
+            s.retry_backoff,
+            s.timeout,
+            s.jitter,
+            s.misfire.value,
+            s.misfire_grace,
         )
 
     def model(self) -> Task:
         """A public snapshot. Call with the scheduler lock held; unpickles the arguments."""
+        s = self.settings
         return Task.model_construct(
             id=self.id,
             task_name=self.name,
-            args=pickle.loads(self.args_blob),
-            kwargs=pickle.loads(self.kwargs_blob),
-            interval_seconds=self.interval,
-            fixed_interval=self.fixed_interval,
-            run_once=self.run_once,
+            args=pickle.loads(s.args_blob),
+            kwargs=pickle.loads(s.kwargs_blob),
+            interval_seconds=s.interval,
+            fixed_interval=s.fixed_interval,
+            run_once=s.once,
             status=self.status,
             next_run_at=utc(self.next_run),
+            cron=None if s.cron is None else s.cron.expression,
+            cron_timezone=s.cron_timezone,
+            max_retries=s.max_retries,
+            retry_backoff=s.retry_backoff,
+            timeout=s.timeout,
+            jitter=s.jitter,
+            misfire=s.misfire.value,
+            misfire_grace=s.misfire_grace,
         )
 
 
@@ -85,10 +115,15 @@ class JobState:
     task_name: str
     due: float
     started: float
+    #: When the first attempt of this run was due, before jitter: where the cadence continues from.
+    cycle_due: float = 0.0
     forced: bool = False
     status: JobStatus = JobStatus.SCHEDULED
     ended: float | None = None
     error: str | None = None
+    attempt: int = 1
+    retry_of: str | None = None
+    timed_out: bool = False
     stop: StopEvent = field(default_factory=StopEvent)
     cancel_reason: str | None = None
     #: Called (outside the lock) with the job when it ends; see Quiv.wait_for_job.
@@ -105,6 +140,8 @@ class JobState:
             ended,
             None if ended is None else max(0.0, ended - self.started),
             self.error,
+            self.attempt,
+            self.retry_of,
         )
 
     def model(self) -> Job:
@@ -122,4 +159,6 @@ def job_model(row: JobRow) -> Job:
         ended_at=None if row.ended_at is None else utc(row.ended_at),
         duration_seconds=row.duration_seconds,
         error_message=row.error_message,
+        attempt=row.attempt,
+        retry_of=row.retry_of,
     )

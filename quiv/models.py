@@ -33,13 +33,27 @@ class Task(SQLModel):
     task_name: str = Field(description="Display name; several tasks may share it.")
     args: tuple[Any, ...] = Field(default=(), description="Positional arguments for the handler.")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the handler.")
-    interval_seconds: float = Field(description="Seconds between runs.")
+    interval_seconds: float | None = Field(
+        description="Seconds between runs; None for cron and one-shot tasks."
+    )
     fixed_interval: bool = Field(
         default=True, description="True: cadence anchored on run start; False: interval after completion."
     )
     run_once: bool = Field(default=False, description="True if the task is removed after its one run.")
     status: TaskStatus = Field(description="active, running or paused.")
     next_run_at: datetime = Field(description="When the task is next due (UTC).")
+    cron: str | None = Field(default=None, description="Cron expression, for cron tasks.")
+    cron_timezone: str | None = Field(default=None, description="Timezone the cron expression is read in.")
+    max_retries: int = Field(default=0, description="How many times a failed job is retried.")
+    retry_backoff: float = Field(
+        default=1.0, description="Wait before the first retry (s); doubles each time."
+    )
+    timeout: float | None = Field(default=None, description="Seconds a job may run before it is stopped.")
+    jitter: float = Field(default=0.0, description="Up to this many seconds of random delay on each run.")
+    misfire: str = Field(default="skip", description="Missed runs: 'skip' them or 'run_once' to catch up.")
+    misfire_grace: float | None = Field(
+        default=None, description="A run starting later than this many seconds after its due time is skipped."
+    )
 
     @field_validator("next_run_at", mode="after")
     @classmethod
@@ -60,6 +74,8 @@ class Job(SQLModel):
     ended_at: datetime | None = Field(default=None, description="When the job ended (UTC), if it has.")
     duration_seconds: float | None = Field(default=None, description="Run time in seconds, once ended.")
     error_message: str | None = Field(default=None, description="Why the job failed or was cancelled.")
+    attempt: int = Field(default=1, description="1 for a first run, 2 for its first retry, and so on.")
+    retry_of: str | None = Field(default=None, description="For a retry: the id of the first attempt's job.")
 
     @field_validator("started_at", "ended_at", mode="after")
     @classmethod

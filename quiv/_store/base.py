@@ -19,12 +19,20 @@ class TaskRow(NamedTuple):
     task_name: str
     args: bytes
     kwargs: bytes
-    interval_seconds: float
+    interval_seconds: float | None
     fixed_interval: bool
     run_once: bool
     status: str
     next_run_at: float
     created_at: float
+    cron: str | None
+    cron_timezone: str | None
+    max_retries: int
+    retry_backoff: float
+    timeout: float | None
+    jitter: float
+    misfire: str
+    misfire_grace: float | None
 
 
 class JobRow(NamedTuple):
@@ -36,6 +44,8 @@ class JobRow(NamedTuple):
     ended_at: float | None
     duration_seconds: float | None
     error_message: str | None
+    attempt: int
+    retry_of: str | None
 
 
 class Store(Protocol):

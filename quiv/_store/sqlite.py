@@ -35,12 +35,20 @@ class TaskDB(_QuivTable, table=True):
     task_name: str
     args: bytes
     kwargs: bytes
-    interval_seconds: float
+    interval_seconds: float | None = None
     fixed_interval: bool
     run_once: bool
     status: str
     next_run_at: float
     created_at: float
+    cron: str | None = None
+    cron_timezone: str | None = None
+    max_retries: int = 0
+    retry_backoff: float = 1.0
+    timeout: float | None = None
+    jitter: float = 0.0
+    misfire: str = "skip"
+    misfire_grace: float | None = None
 
 
 class JobDB(_QuivTable, table=True):
@@ -56,6 +64,8 @@ class JobDB(_QuivTable, table=True):
     ended_at: float | None = Field(default=None, index=True)
     duration_seconds: float | None = None
     error_message: str | None = None
+    attempt: int = 1
+    retry_of: str | None = Field(default=None, index=True)
 
 
 _task_table = TaskDB.__table__  # type: ignore[attr-defined]
