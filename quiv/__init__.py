@@ -30,6 +30,7 @@ from quiv._exceptions import (
 )
 from quiv._main import run_on_main
 from quiv._progress import ProgressReport
+from quiv._subprocess import run_subprocess
 from quiv._scheduler import Quiv
 from quiv.models import Job, SchedulerStats, Task
 from quiv.types import JobId, JobListener, ProgressCallback, ProgressHook, TaskId, TaskListener
@@ -70,6 +71,7 @@ __all__ = [
     "get_current_task_id",
     "get_current_task_name",
     "run_on_main",
+    "run_subprocess",
 ]
 
 for _name in __all__:
