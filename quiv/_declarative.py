@@ -16,7 +16,8 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Hashable, Iterable
-from typing import TYPE_CHECKING, Any, overload
+from datetime import datetime, tzinfo
+from typing import Any, Protocol, cast, overload
 
 from quiv._decorators import (
     AmbiguousTaskError,
@@ -32,34 +33,26 @@ from quiv._discovery import check_patterns, discover
 from quiv._enums import Event
 from quiv._exceptions import InvalidArgumentError, SchedulerStoppedError, TaskNotFoundError
 from quiv._handlers import describe
+from quiv._options import MisfirePolicy
 from quiv._registry import TaskRegistry
 from quiv.types import JobEvent, TaskEvent, TaskId
 
 __all__ = ["_DeclarativeMixin"]
 
 
+class _Engine(Protocol):
+    """What the mixin uses of the scheduler it is mixed into."""
+
+    @property
+    def running(self) -> bool: ...
+
+    def add_task(self, task_name: str, func: Callable[..., Any], **options: Any) -> str: ...
+
+    def add_listener(self, event: Event, callback: Callable[..., Any]) -> None: ...
+
+
 class _DeclarativeMixin:
     """Declaring tasks and listeners with decorators; materialising them on start."""
-
-    if TYPE_CHECKING:
-
-        def add_task(
-            self,
-            task_name: str,
-            func: Callable[..., Any],
-            interval: float,
-            delay: float = 0,
-            run_once: bool = False,
-            fixed_interval: bool = True,
-            args: tuple[Any, ...] | None = None,
-            kwargs: dict[str, Any] | None = None,
-            progress_callback: Callable[..., Any] | None = None,
-        ) -> str: ...
-
-        def add_listener(self, event: Event, callback: Callable[..., Any]) -> None: ...
-
-        @property
-        def running(self) -> bool: ...
 
     def _init_declarative(self) -> None:
         self._decl_registry = TaskRegistry()
@@ -80,7 +73,7 @@ class _DeclarativeMixin:
 
     def task(
         self,
-        interval: float,
+        interval: float | None = None,
         *,
         delay: float = 0,
         run_once: bool = False,
@@ -89,6 +82,15 @@ class _DeclarativeMixin:
         args: tuple[Any, ...] | None = None,
         kwargs: dict[str, Any] | None = None,
         progress_callback: Callable[..., Any] | None = None,
+        cron: str | None = None,
+        cron_timezone: str | tzinfo | None = None,
+        run_at: datetime | None = None,
+        max_retries: int = 0,
+        retry_backoff: float = 1.0,
+        timeout: float | None = None,
+        jitter: float = 0.0,
+        misfire: MisfirePolicy = "skip",
+        misfire_grace: float | None = None,
     ) -> TaskDecorator:
         """Declare the decorated function as a task, with the options of :meth:`add_task`.
 
@@ -97,14 +99,23 @@ class _DeclarativeMixin:
         created when the scheduler starts (at once if it is running).
         """
         return self._decl_registry.task(
-            interval,
+            name=name,
+            interval=interval,
             delay=delay,
             run_once=run_once,
             fixed_interval=fixed_interval,
-            name=name,
             args=args,
             kwargs=kwargs,
             progress_callback=progress_callback,
+            cron=cron,
+            cron_timezone=cron_timezone,
+            run_at=run_at,
+            max_retries=max_retries,
+            retry_backoff=retry_backoff,
+            timeout=timeout,
+            jitter=jitter,
+            misfire=misfire,
+            misfire_grace=misfire_grace,
         )
 
     @overload
@@ -155,7 +166,7 @@ class _DeclarativeMixin:
         ``AmbiguousTaskError`` if several declarations match.
         """
         key = callable_key(func)
-        specs = [s for s in self._decl_registry.tasks if callable_key(s.func) == key]
+        specs = [s for s in self._decl_registry.tasks if s.func_key == key]
         if name is not None:
             specs = [s for s in specs if s.name == name]
         label = describe(func) + ("" if name is None else f" named {name!r}")
@@ -181,7 +192,7 @@ class _DeclarativeMixin:
     def _declarations_changed(self) -> None:
         with self._decl_lock:
             live = self._decl_live
-        if not live or not self.running:
+        if not live or not cast(_Engine, self).running:
             return
         with contextlib.suppress(SchedulerStoppedError):  # shut down meanwhile: nothing to do
             self._sync_declarations()
@@ -203,14 +214,15 @@ class _DeclarativeMixin:
                 self._decl_syncing = False
 
     def _sync_once(self) -> None:
+        engine = cast(_Engine, self)
         specs = self._decl_registry.specs()
         for spec in specs:
             if isinstance(spec, TaskSpec) or spec.key in self._decl_listeners:
                 continue
             for event in spec.events:
-                self.add_listener(event, spec.func)
+                engine.add_listener(event, spec.func)
             self._decl_listeners.add(spec.key)
         for spec in specs:
             if not isinstance(spec, TaskSpec) or spec.key in self._decl_task_ids:
                 continue
-            self._decl_task_ids[spec.key] = self.add_task(**spec.add_task_arguments())
+            self._decl_task_ids[spec.key] = engine.add_task(**spec.add_task_arguments())

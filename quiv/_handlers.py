@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -43,8 +45,26 @@ def is_async_callable(func: object) -> bool:
     return call is not None and not inspect.isfunction(func) and inspect.iscoroutinefunction(call)
 
 
+_plans: weakref.WeakKeyDictionary[Callable[..., Any], InjectionPlan] = weakref.WeakKeyDictionary()
+
+
 def injection_plan(func: Callable[..., Any]) -> InjectionPlan:
-    """Read which hooks ``func`` accepts; raise ``HandlerRegistrationError`` if one cannot be passed."""
+    """Read which hooks ``func`` accepts; raise ``HandlerRegistrationError`` if one cannot be passed.
+
+    Plans are cached per function (weakly, so handlers can still be collected):
+    adding many tasks of one handler inspects its signature once.
+    """
+    try:
+        return _plans[func]
+    except (KeyError, TypeError):
+        pass
+    plan = _read_plan(func)
+    with contextlib.suppress(TypeError):  # not weak-referenceable (some builtins): no cache
+        _plans[func] = plan
+    return plan
+
+
+def _read_plan(func: Callable[..., Any]) -> InjectionPlan:
     try:
         signature = inspect.signature(func)
     except (TypeError, ValueError):

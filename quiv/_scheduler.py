@@ -343,7 +343,7 @@ class Quiv(_DeclarativeMixin):
             status=TaskStatus.ACTIVE,
             next_run=actual,
             created=now,
-            progress_is_async=is_async_callable(progress_callback),
+            progress_is_async=progress_callback is not None and is_async_callable(progress_callback),
         )
         with self._lock:
             persister = self._store_locked()

@@ -45,7 +45,9 @@ TaskListener: TypeAlias = Callable[[Event, Task], Awaitable[None] | None]
 JobListener: TypeAlias = Callable[[Event, Task, Job], Awaitable[None] | None]
 """Listener for ``JOB_*`` events: ``(event, task, job)``, sync or async."""
 
-TaskEvent: TypeAlias = Literal[Event.TASK_ADDED, Event.TASK_REMOVED, Event.TASK_PAUSED, Event.TASK_RESUMED]
+TaskEvent: TypeAlias = Literal[
+    Event.TASK_ADDED, Event.TASK_REMOVED, Event.TASK_PAUSED, Event.TASK_RESUMED, Event.TASK_UPDATED
+]
 """The ``TASK_*`` events, whose listeners are :data:`TaskListener`."""
 
 JobEvent: TypeAlias = Literal[Event.JOB_STARTED, Event.JOB_COMPLETED, Event.JOB_FAILED, Event.JOB_CANCELLED]
