@@ -9,6 +9,8 @@ in a private temporary SQLite database.
 from __future__ import annotations
 
 import contextlib
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from quiv._clock import Clock, SystemClock
 from quiv._config import QuivConfig
@@ -30,12 +32,32 @@ from quiv._exceptions import (
 )
 from quiv._main import run_on_main
 from quiv._progress import ProgressReport
-from quiv._subprocess import run_subprocess
 from quiv._scheduler import Quiv
-from quiv.models import Job, SchedulerStats, Task
+from quiv._subprocess import run_subprocess
 from quiv.types import JobId, JobListener, ProgressCallback, ProgressHook, TaskId, TaskListener
 
+if TYPE_CHECKING:
+    from quiv.models import Job, SchedulerStats, Task
+
 __version__ = "0.1.0"
+
+#: Names whose modules load on first use, so ``import quiv`` does not pull in
+#: SQLModel, SQLAlchemy and pydantic before they are needed.
+_LAZY = {"Job": "quiv.models", "SchedulerStats": "quiv.models", "Task": "quiv.models"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'quiv' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "Clock",
@@ -75,6 +97,8 @@ __all__ = [
 ]
 
 for _name in __all__:
+    if _name in _LAZY:
+        continue
     _obj = globals()[_name]
     if getattr(_obj, "__module__", "").startswith("quiv._"):
         with contextlib.suppress(AttributeError, TypeError):

@@ -17,7 +17,7 @@ from typing import Any
 from quiv._clock import Clock
 from quiv._exceptions import DatabaseError
 from quiv._state import JobState, TaskState
-from quiv._store import JobRow, Store, TaskRow
+from quiv._store.base import JobRow, Store, TaskRow
 
 __all__ = ["Persister"]
 

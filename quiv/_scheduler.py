@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, tzinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from typing_extensions import Unpack
 
@@ -45,9 +45,11 @@ from quiv._policies import late_run_decision, retry_delay
 from quiv._progress import ProgressReport
 from quiv._schedule import first_run, next_regular_run
 from quiv._state import JobState, TaskState, job_model, utc
-from quiv._store import SQLiteStore, Store
+from quiv._store.base import Store
 from quiv._watchdog import Watchdog
-from quiv.models import Job, SchedulerStats, Task
+
+if TYPE_CHECKING:
+    from quiv.models import Job, SchedulerStats, Task
 
 __all__ = ["Quiv"]
 
@@ -193,6 +195,8 @@ class Quiv(_DeclarativeMixin):
         if self._phase == _STOPPED or self._phase == _STOPPING:
             raise SchedulerStoppedError("the scheduler has been shut down; create a new Quiv")
         if self._persister is None:
+            from quiv._store.sqlite import SQLiteStore  # SQLAlchemy loads with the first database
+
             store: Store = SQLiteStore()
             self._persister = Persister(
                 store, self._lock, self._clock, float(self.history_retention_seconds), self.logger
@@ -696,6 +700,8 @@ class Quiv(_DeclarativeMixin):
             running = len(self._live_jobs)
             busy = self._busy
             persister = self._persister
+        from quiv.models import SchedulerStats
+
         jobs_by_status = dict.fromkeys((s.value for s in JobStatus), 0)
         if persister is not None:
             persister.flush()

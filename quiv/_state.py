@@ -6,14 +6,16 @@ import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quiv._enums import JobStatus, TaskStatus
 from quiv._handlers import InjectionPlan
 from quiv._options import TaskSettings
 from quiv._stop import StopEvent
-from quiv._store import JobRow, TaskRow
-from quiv.models import Job, Task
+from quiv._store.base import JobRow, TaskRow
+
+if TYPE_CHECKING:
+    from quiv.models import Job, Task
 
 __all__ = ["JobState", "TaskState", "utc"]
 
@@ -86,6 +88,8 @@ class TaskState:
 
     def model(self) -> Task:
         """A public snapshot. Call with the scheduler lock held; unpickles the arguments."""
+        from quiv.models import Task  # imported on first use: keeps `import quiv` light
+
         s = self.settings
         return Task.model_construct(
             id=self.id,
@@ -150,6 +154,8 @@ class JobState:
 
 def job_model(row: JobRow) -> Job:
     """Build the public model from a stored row."""
+    from quiv.models import Job
+
     return Job.model_construct(
         id=row.id,
         task_id=row.task_id,

@@ -7,10 +7,12 @@ for injected handler parameters, at registration time).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
 from quiv._enums import Event
-from quiv.models import Job, Task
+
+if TYPE_CHECKING:  # the models pull in SQLModel: only type checkers need them here
+    from quiv.models import Job, Task
 
 __all__ = [
     "JobEvent",
@@ -39,10 +41,10 @@ class ProgressHook(Protocol):
 ProgressCallback: TypeAlias = Callable[..., Awaitable[None] | None]
 """A progress callback receives exactly what the handler passed to the hook."""
 
-TaskListener: TypeAlias = Callable[[Event, Task], Awaitable[None] | None]
+TaskListener: TypeAlias = "Callable[[Event, Task], Awaitable[None] | None]"
 """Listener for ``TASK_*`` events: ``(event, task)``, sync or async."""
 
-JobListener: TypeAlias = Callable[[Event, Task, Job], Awaitable[None] | None]
+JobListener: TypeAlias = "Callable[[Event, Task, Job], Awaitable[None] | None]"
 """Listener for ``JOB_*`` events: ``(event, task, job)``, sync or async."""
 
 TaskEvent: TypeAlias = Literal[

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from quiv._store.base import JobRow, Store, TaskRow
-from quiv._store.sqlite import SQLiteStore
 
-__all__ = ["JobRow", "SQLiteStore", "Store", "TaskRow"]
+# The SQLite store (and SQLAlchemy with it) is imported by the scheduler when it
+# first needs a database, from quiv._store.sqlite.
+__all__ = ["JobRow", "Store", "TaskRow"]
