@@ -110,6 +110,10 @@ class _OrderedChannel:
             self._runner = None
 
 
+_NO_KWARGS: dict[str, Any] = {}
+_Item = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+
+
 class Mailbox:
     """A FIFO of calls to run on one event loop, woken once per batch.
 
@@ -130,8 +134,8 @@ class Mailbox:
         self.loop = loop
         self.logger = logger
         self.channels: dict[object, _OrderedChannel] = {}
-        self._incoming: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
-        self._pending: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._incoming: deque[_Item] = deque()
+        self._pending: deque[_Item] = deque()
         self._lock = threading.Lock()
         self._room = threading.Event()
         self._room.set()
@@ -139,10 +143,12 @@ class Mailbox:
         self._posts = 0
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    def post(self, func: Callable[..., Any], args: tuple[Any, ...]) -> bool:
-        """Queue ``func(*args)`` for the loop; False if the loop can no longer take it."""
+    def post(
+        self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] = _NO_KWARGS
+    ) -> bool:
+        """Queue ``func(*args, **kwargs)`` for the loop; False if the loop can no longer take it."""
         with self._lock:
-            self._incoming.append((func, args))
+            self._incoming.append((func, args, kwargs))
             full = len(self._incoming) >= self.HIGH_WATER
             if full:
                 self._room.clear()
@@ -187,9 +193,9 @@ class Mailbox:
                     self._room.set()
                 pending = self._pending
             for _ in range(min(64, len(pending))):
-                func, args = pending.popleft()
+                func, args, kwargs = pending.popleft()
                 try:
-                    func(*args)
+                    func(*args, **kwargs)
                 except Exception:
                     logger.exception("callback %r raised on the main loop", func)
             if time.perf_counter() > deadline:
@@ -288,22 +294,9 @@ class Dispatcher:
             if is_async:
                 if box.post(box.channel(key).push, (callback, args, kwargs)):
                     return
-            elif box.post(self._call_sync_progress, (callback, args, kwargs)):
+            elif box.post(callback, args, kwargs):  # straight to the callback: no wrapper frame
                 return
         self.call_here(callback, args, kwargs, "progress callback")
-
-    def _call_sync_progress(
-        self, callback: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> None:
-        try:
-            result = callback(*args, **kwargs)
-        except Exception:
-            self.logger.exception("progress callback %r raised", callback)
-            return
-        if asyncio.iscoroutine(result):
-            box = self._mailbox
-            if box is not None:
-                box.spawn(result, callback)
 
     def forget(self, key: object) -> None:
         """Drop the progress channel of a task that is gone."""

@@ -1094,12 +1094,9 @@ class Quiv(_DeclarativeMixin):
             snapshot = (job.task.model(), job.model())
         self._dispatcher.emit(listeners, (event, *snapshot))
 
-    def _report_progress(
+    def _report_to_listeners(
         self, task: TaskState, job_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
-        callback = task.progress_callback
-        if callback is not None and not task.removed:
-            self._dispatcher.progress(task.id, callback, task.progress_is_async, args, kwargs)
         listeners = self._progress_listeners
         if listeners:
             report = ProgressReport(task.id, task.name, job_id, args, kwargs, self._clock.now())
@@ -1120,7 +1117,12 @@ class _ProgressHook:
         self._job_id = job_id
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
-        self._scheduler._report_progress(self._task, self._job_id, args, kwargs)
+        task = self._task
+        callback = task.settings.progress_callback
+        if callback is not None and not task.removed:
+            self._scheduler._dispatcher.progress(task.id, callback, task.progress_is_async, args, kwargs)
+        if self._scheduler._progress_listeners:
+            self._scheduler._report_to_listeners(task, self._job_id, args, kwargs)
 
     def __repr__(self) -> str:
         return f"<progress hook of task {self._task.name!r}>"
