@@ -48,6 +48,7 @@ class Persister:
         self._dirty_jobs: dict[str, JobState] = {}
         self._wake = threading.Event()
         self._writer_idle = True
+        self._clock_moved = False
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._purge_at: float | None = None
@@ -137,7 +138,7 @@ class Persister:
     # --- the writer thread ----------------------------------------------------
     def start(self) -> None:
         if self._thread is None:
-            self._clock.subscribe(self._wake.set)
+            self._clock.subscribe(self._on_clock_jump)
             self._thread = threading.Thread(target=self._run, name="quiv-writer", daemon=True)
             self._thread.start()
 
@@ -156,6 +157,10 @@ class Persister:
                 busy = bool(self._dirty_tasks or self._dirty_jobs or self._deleted_tasks)
                 if self._stop_requested():
                     return
+                if self._clock_moved:
+                    # The clock jumped while we worked: look at the purge time again first.
+                    self._clock_moved = False
+                    continue
                 if not busy:
                     # Nothing pending: sleep until a change (or a purge) wakes us.
                     self._writer_idle = True
@@ -168,6 +173,12 @@ class Persister:
             if self._stop_requested():
                 return
 
+    def _on_clock_jump(self) -> None:
+        # Under the state lock, like the writer's decision to sleep: a jump is never lost.
+        with self._state_lock:
+            self._clock_moved = True
+            self._wake.set()
+
     def _stop_requested(self) -> bool:
         # A method, not an attribute read, so type checkers do not assume it cannot change.
         return self._stopping
@@ -178,7 +189,7 @@ class Persister:
             # Under the lock the writer takes before it clears the wake-up: no lost stop.
             self._stopping = True
             self._wake.set()
-        self._clock.unsubscribe(self._wake.set)
+        self._clock.unsubscribe(self._on_clock_jump)
         if self._thread is not None:
             self._thread.join(timeout)
         with self._db_lock:
