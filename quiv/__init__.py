@@ -15,11 +15,20 @@ from typing import TYPE_CHECKING, Any
 from quiv._clock import Clock, SystemClock
 from quiv._config import QuivConfig
 from quiv._context import get_current_job_id, get_current_task_id, get_current_task_name
+from quiv._decorators import (
+    JobListenerDecorator,
+    ListenerSpec,
+    TaskDecorator,
+    TaskListenerDecorator,
+    TaskSpec,
+)
 from quiv._enums import Event, JobStatus, TaskStatus
 from quiv._exceptions import (
+    AmbiguousTaskError,
     ConfigurationError,
     DatabaseError,
     DatabaseInitializationError,
+    DiscoveryError,
     HandlerNotRegisteredError,
     HandlerRegistrationError,
     InvalidArgumentError,
@@ -28,13 +37,24 @@ from quiv._exceptions import (
     QuivError,
     SchedulerStoppedError,
     TaskNotFoundError,
+    TaskNotMaterializedError,
     TaskNotScheduledError,
 )
 from quiv._main import run_on_main
 from quiv._progress import ProgressReport
+from quiv._registry import TaskRegistry
 from quiv._scheduler import Quiv
 from quiv._subprocess import run_subprocess
-from quiv.types import JobId, JobListener, ProgressCallback, ProgressHook, TaskId, TaskListener
+from quiv.types import (
+    JobEvent,
+    JobId,
+    JobListener,
+    ProgressCallback,
+    ProgressHook,
+    TaskEvent,
+    TaskId,
+    TaskListener,
+)
 
 if TYPE_CHECKING:
     from quiv.models import Job, SchedulerStats, Task
@@ -60,20 +80,25 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "AmbiguousTaskError",
     "Clock",
     "ConfigurationError",
     "DatabaseError",
     "DatabaseInitializationError",
+    "DiscoveryError",
     "Event",
     "HandlerNotRegisteredError",
     "HandlerRegistrationError",
     "InvalidArgumentError",
     "InvalidTimezoneError",
     "Job",
+    "JobEvent",
     "JobId",
     "JobListener",
+    "JobListenerDecorator",
     "JobNotFoundError",
     "JobStatus",
+    "ListenerSpec",
     "ProgressCallback",
     "ProgressHook",
     "ProgressReport",
@@ -84,10 +109,16 @@ __all__ = [
     "SchedulerStoppedError",
     "SystemClock",
     "Task",
+    "TaskDecorator",
+    "TaskEvent",
     "TaskId",
     "TaskListener",
+    "TaskListenerDecorator",
     "TaskNotFoundError",
+    "TaskNotMaterializedError",
     "TaskNotScheduledError",
+    "TaskRegistry",
+    "TaskSpec",
     "TaskStatus",
     "get_current_job_id",
     "get_current_task_id",

@@ -9,21 +9,26 @@ does not know about quiv::
     │   ├── InvalidTimezoneError
     │   ├── InvalidArgumentError (TypeError)
     │   └── HandlerRegistrationError (TypeError)
+    ├── DiscoveryError (ImportError)
+    ├── AmbiguousTaskError (LookupError)
     ├── DatabaseInitializationError (RuntimeError)
     ├── DatabaseError (RuntimeError)
     ├── SchedulerStoppedError (RuntimeError)
     ├── TaskNotFoundError (LookupError)
     │   ├── HandlerNotRegisteredError
-    │   └── TaskNotScheduledError
+    │   ├── TaskNotScheduledError
+    │   └── TaskNotMaterializedError
     └── JobNotFoundError (LookupError)
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AmbiguousTaskError",
     "ConfigurationError",
     "DatabaseError",
     "DatabaseInitializationError",
+    "DiscoveryError",
     "HandlerNotRegisteredError",
     "HandlerRegistrationError",
     "InvalidArgumentError",
@@ -32,6 +37,7 @@ __all__ = [
     "QuivError",
     "SchedulerStoppedError",
     "TaskNotFoundError",
+    "TaskNotMaterializedError",
     "TaskNotScheduledError",
 ]
 
@@ -82,3 +88,15 @@ class TaskNotScheduledError(TaskNotFoundError):
 
 class JobNotFoundError(QuivError, LookupError):
     """No job has the given id (it never existed or was purged by retention)."""
+
+
+class TaskNotMaterializedError(TaskNotFoundError):
+    """The function is declared as a task, but this scheduler has not created it yet (not started)."""
+
+
+class AmbiguousTaskError(QuivError, LookupError):
+    """The function is declared as several tasks; pass ``name=`` to say which."""
+
+
+class DiscoveryError(QuivError, ImportError):
+    """``autodiscover`` could not import a module; ``name`` is the module, ``__cause__`` the error."""

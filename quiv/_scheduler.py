@@ -842,7 +842,9 @@ class Quiv(_DeclarativeMixin):
         self._persister.task_changed(task)
         late = now - due
         if self._busy == self.pool_size:
-            self._full_since = now
+            spell = self._full_spell
+            # A pool that fills up again the moment it drained has been full all along.
+            self._full_since = spell[0] if spell is not None and spell[1] >= now else now
         if late >= LATE_WARNING_SECONDS and self._pool_was_full_at(due):
             self._warn_late(task, late, now)
         return job

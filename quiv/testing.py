@@ -24,11 +24,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from quiv._enums import Event, TaskStatus
+from quiv._registry import TaskRegistry
+from quiv._scheduler import Quiv
 
 if TYPE_CHECKING:
     from quiv._clock import Clock
-    from quiv._registry import TaskRegistry
-    from quiv._scheduler import Quiv
     from quiv.models import Job, Task
     from quiv.types import TaskId
 
@@ -107,9 +107,6 @@ def fresh_scheduler(
     consumed, so every test can build its own scheduler from the same
     application modules.
     """
-    from quiv._registry import TaskRegistry
-    from quiv._scheduler import Quiv
-
     scheduler = Quiv(pool_size=pool_size, clock=clock)
     try:
         for source in sources:

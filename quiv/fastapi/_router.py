@@ -1,0 +1,254 @@
+"""``quiv_router``: the runtime control API, the dashboard page and the live stream.
+
+Every path is relative to the router's ``prefix`` (or the one given to
+``include_router``)::
+
+    GET    /tasks                     list tasks
+    GET    /tasks/{task_id}           one task                      404
+    POST   /tasks/{task_id}/run       run now                (202)  404, 409
+    POST   /tasks/{task_id}/pause     pause                         404
+    POST   /tasks/{task_id}/resume    resume (?delay=seconds)       404, 422
+    DELETE /tasks/{task_id}           remove                 (204)  404
+    GET    /jobs                      jobs, newest first, paged     422
+    GET    /jobs/{job_id}             one job                       404
+    POST   /jobs/{job_id}/cancel      cancel a running job   (202)  404, 409
+    GET    /dashboard                 the HTML dashboard
+    WS     /ws                        the live event stream
+
+Any of them answers 503 once the scheduler has been shut down. Handlers are
+plain ``def`` so FastAPI runs them on its thread pool: the scheduler's reads
+may touch its database and never run on the event loop.
+
+This module does not use ``from __future__ import annotations``: FastAPI
+reads the endpoints' annotations at runtime, and they refer to values of the
+factory's closure (such as the page size bounds).
+"""
+
+import contextlib
+import json
+from collections.abc import Iterator, Sequence
+from enum import Enum
+from importlib import resources
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query, WebSocket, params
+from fastapi import status as http
+from fastapi.responses import HTMLResponse
+
+from quiv._enums import JobStatus
+from quiv._exceptions import (
+    ConfigurationError,
+    InvalidArgumentError,
+    JobNotFoundError,
+    SchedulerStoppedError,
+    TaskNotFoundError,
+    TaskNotScheduledError,
+)
+from quiv.fastapi._schemas import QuivErrorDetail, QuivJob, QuivJobPage, QuivRunResult, QuivTask
+from quiv.fastapi._stream import EventStream
+
+if TYPE_CHECKING:
+    from quiv import Quiv
+
+__all__ = ["quiv_router"]
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": QuivErrorDetail, "description": "No task or job has this id."},
+    409: {"model": QuivErrorDetail, "description": "The operation conflicts with the current state."},
+    503: {"model": QuivErrorDetail, "description": "The scheduler has been shut down."},
+}
+
+
+def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: _ERRORS[code] for code in (*codes, 503)}
+
+
+@contextlib.contextmanager
+def _http_errors() -> Iterator[None]:
+    """Turn the scheduler's errors into HTTP answers with a JSON ``detail``."""
+    try:
+        yield
+    except SchedulerStoppedError as exc:
+        raise HTTPException(http.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+    except TaskNotScheduledError as exc:
+        raise HTTPException(http.HTTP_409_CONFLICT, str(exc)) from exc
+    except (TaskNotFoundError, JobNotFoundError) as exc:
+        raise HTTPException(http.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except ConfigurationError as exc:
+        raise HTTPException(422, str(exc)) from exc
+
+
+def _dashboard_html(title: str, websocket: bool, page_size: int) -> str:
+    template = resources.files("quiv.fastapi").joinpath("dashboard.html").read_text(encoding="utf-8")
+    config = json.dumps({"title": title, "websocket": websocket, "pageSize": page_size})
+    # "</" cannot end the <script> element early once escaped like this.
+    config = config.replace("</", "<\\/")
+    return template.replace("__QUIV_TITLE__", _escape(title)).replace("__QUIV_CONFIG__", config)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+TaskId = Annotated[str, Path(description="The task id returned by add_task.")]
+JobId = Annotated[str, Path(description="The job id (also the handler's _job_id).")]
+
+
+def quiv_router(
+    scheduler: "Quiv",
+    *,
+    prefix: str = "",
+    tags: list[str | Enum] | None = None,
+    dependencies: Sequence[params.Depends] | None = None,
+    dashboard: bool = True,
+    websocket: bool = True,
+    stream: EventStream | None = None,
+    page_size: int = 50,
+    max_page_size: int = 500,
+    expose_arguments: bool = False,
+    title: str = "quiv",
+) -> APIRouter:
+    """Build an ``APIRouter`` that controls ``scheduler``; nothing is served until it is included.
+
+    ``prefix``, ``tags`` (default ``["quiv"]``) and ``dependencies`` go to
+    the ``APIRouter`` as they are, so ``dependencies=[Depends(auth)]``
+    protects every route, the dashboard and the WebSocket included.
+    ``dashboard`` and ``websocket`` turn those two routes off; ``stream``
+    supplies the :class:`EventStream` to serve (one is made otherwise).
+    ``GET /jobs`` returns ``page_size`` jobs unless ``limit`` asks for more,
+    up to ``max_page_size``. Task arguments are left out of answers unless
+    ``expose_arguments`` (they may hold secrets).
+    """
+    if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
+        raise InvalidArgumentError(f"page_size must be an int >= 1, got {page_size!r}")
+    if isinstance(max_page_size, bool) or not isinstance(max_page_size, int) or max_page_size < page_size:
+        raise InvalidArgumentError(f"max_page_size must be an int >= page_size, got {max_page_size!r}")
+    if stream is not None and stream.scheduler is not scheduler:
+        raise InvalidArgumentError("stream was built for another scheduler")
+    router = APIRouter(prefix=prefix, tags=["quiv"] if tags is None else tags, dependencies=dependencies)
+
+    def task_out(task_id: str) -> QuivTask:
+        return QuivTask.from_task(scheduler.get_task(task_id), expose_arguments=expose_arguments)
+
+    @router.get("/tasks", name="quiv_list_tasks", responses=_responses())
+    def list_tasks(
+        include_run_once: Annotated[bool, Query(description="Also list run-once tasks.")] = False,
+    ) -> list[QuivTask]:
+        """Every task, in the order they were added."""
+        with _http_errors():
+            tasks = scheduler.get_all_tasks(include_run_once=include_run_once)
+        return [QuivTask.from_task(task, expose_arguments=expose_arguments) for task in tasks]
+
+    @router.get("/tasks/{task_id}", name="quiv_get_task", responses=_responses(404))
+    def get_task(task_id: TaskId) -> QuivTask:
+        """One task."""
+        with _http_errors():
+            return task_out(task_id)
+
+    @router.post(
+        "/tasks/{task_id}/run",
+        name="quiv_run_task",
+        status_code=http.HTTP_202_ACCEPTED,
+        responses=_responses(404, 409),
+    )
+    def run_task(task_id: TaskId) -> QuivRunResult:
+        """Run the task now, outside its schedule (a paused task runs once and stays paused).
+
+        409 if it is a run-once task that has already started.
+        """
+        with _http_errors():
+            queued = scheduler.run_task_immediately(task_id)
+        return QuivRunResult(task_id=task_id, queued=queued)
+
+    @router.post("/tasks/{task_id}/pause", name="quiv_pause_task", responses=_responses(404))
+    def pause_task(task_id: TaskId) -> QuivTask:
+        """Stop future runs; a job already running finishes."""
+        with _http_errors():
+            scheduler.pause_task(task_id)
+            return task_out(task_id)
+
+    @router.post("/tasks/{task_id}/resume", name="quiv_resume_task", responses=_responses(404))
+    def resume_task(
+        task_id: TaskId,
+        delay: Annotated[
+            float, Query(ge=0, allow_inf_nan=False, description="Seconds from now until the next run.")
+        ] = 0,
+    ) -> QuivTask:
+        """Re-activate the task; its next run is ``delay`` seconds from now."""
+        with _http_errors():
+            scheduler.resume_task(task_id, delay=delay)
+            return task_out(task_id)
+
+    @router.delete(
+        "/tasks/{task_id}",
+        name="quiv_remove_task",
+        status_code=http.HTTP_204_NO_CONTENT,
+        responses=_responses(404),
+    )
+    def remove_task(task_id: TaskId) -> None:
+        """Delete the task; a job of it that is running is asked to stop."""
+        with _http_errors():
+            scheduler.remove_task(task_id)
+
+    @router.get("/jobs", name="quiv_list_jobs", responses=_responses())
+    def list_jobs(
+        status: Annotated[JobStatus | None, Query(description="Only jobs with this status.")] = None,
+        task_id: Annotated[str | None, Query(description="Only jobs of this task.")] = None,
+        limit: Annotated[int, Query(ge=1, le=max_page_size, description="Page size.")] = page_size,
+        offset: Annotated[int, Query(ge=0, description="Matching jobs to skip.")] = 0,
+    ) -> QuivJobPage:
+        """Jobs kept in the history, newest first, one page at a time."""
+        with _http_errors():
+            jobs = scheduler.get_all_jobs(status=status)
+        if task_id is not None:
+            jobs = [job for job in jobs if job.task_id == task_id]
+        jobs.sort(key=lambda job: job.started_at, reverse=True)
+        page = [QuivJob.from_job(job) for job in jobs[offset : offset + limit]]
+        return QuivJobPage(items=page, total=len(jobs), limit=limit, offset=offset)
+
+    @router.get("/jobs/{job_id}", name="quiv_get_job", responses=_responses(404))
+    def get_job(job_id: JobId) -> QuivJob:
+        """One job, running or kept in the history."""
+        with _http_errors():
+            return QuivJob.from_job(scheduler.get_job(job_id))
+
+    @router.post(
+        "/jobs/{job_id}/cancel",
+        name="quiv_cancel_job",
+        status_code=http.HTTP_202_ACCEPTED,
+        responses=_responses(404, 409),
+    )
+    def cancel_job(job_id: JobId) -> QuivJob:
+        """Ask a running job to stop (cooperative: its handler must check ``_stop_event``).
+
+        409 if the job has already ended or is already being cancelled.
+        """
+        with _http_errors():
+            job = scheduler.get_job(job_id)
+            if not job.status.is_terminal and not scheduler.cancel_job(job_id):
+                job = scheduler.get_job(job_id)  # it may have ended meanwhile
+                if not job.status.is_terminal:
+                    raise HTTPException(http.HTTP_409_CONFLICT, f"job {job_id!r} is already being cancelled")
+            if job.status.is_terminal:
+                raise HTTPException(
+                    http.HTTP_409_CONFLICT, f"job {job_id!r} has already ended ({job.status})"
+                )
+            return QuivJob.from_job(scheduler.get_job(job_id))
+
+    if dashboard:
+        html = _dashboard_html(title, websocket, page_size)
+
+        @router.get("/dashboard", name="quiv_dashboard", response_class=HTMLResponse, include_in_schema=False)
+        def show_dashboard() -> HTMLResponse:
+            """The dashboard page (self-contained: no external script, style or font)."""
+            return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+    if websocket:
+        live = stream if stream is not None else EventStream(scheduler)
+
+        @router.websocket("/ws", name="quiv_stream")
+        async def stream_events(websocket: WebSocket) -> None:
+            """Lifecycle events and progress reports as JSON text messages."""
+            await live.serve(websocket)
+
+    return router
