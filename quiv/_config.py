@@ -28,7 +28,9 @@ def resolve_timezone(value: object) -> tzinfo:
     """Turn an IANA name or a ``tzinfo`` into a ``tzinfo``, or raise ``InvalidTimezoneError``."""
     if isinstance(value, tzinfo):
         return value
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str):
+        raise InvalidArgumentError(f"timezone must be an IANA name or a tzinfo, got {value!r}")
+    if not value:
         raise InvalidTimezoneError(f"timezone must be an IANA name or a tzinfo, got {value!r}")
     try:
         return ZoneInfo(value)

@@ -939,6 +939,10 @@ class Quiv(_DeclarativeMixin):
                 lock.release()
                 try:
                     self._run_job(job)
+                except Exception:  # a bug in quiv itself: never lose the worker or the job
+                    self.logger.exception("quiv failed running job %s of task %r", job.id, job.task_name)
+                    if job.id in self._live_jobs:
+                        self._finish_job(job, JobStatus.FAILED, "quiv internal error; see the log")
                 finally:
                     lock.acquire()
 

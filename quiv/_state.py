@@ -91,11 +91,17 @@ class TaskState:
         from quiv.models import Task  # imported on first use: keeps `import quiv` light
 
         s = self.settings
+        try:
+            args, kwargs = pickle.loads(s.args_blob), pickle.loads(s.kwargs_blob)
+        except Exception:
+            # Arguments that no longer unpickle fail their jobs (with a message saying
+            # so); a snapshot of the task must still be possible, so show none.
+            args, kwargs = (), {}
         return Task.model_construct(
             id=self.id,
             task_name=self.name,
-            args=pickle.loads(s.args_blob),
-            kwargs=pickle.loads(s.kwargs_blob),
+            args=args,
+            kwargs=kwargs,
             interval_seconds=s.interval,
             fixed_interval=s.fixed_interval,
             run_once=s.once,

@@ -12,6 +12,7 @@ Every path is relative to the router's ``prefix`` (or the one given to
     GET    /jobs                      jobs, newest first, paged     422
     GET    /jobs/{job_id}             one job                       404
     POST   /jobs/{job_id}/cancel      cancel a running job   (202)  404, 409
+    GET    /stats                     counts for a dashboard
     GET    /dashboard                 the HTML dashboard
     WS     /ws                        the live event stream
 
@@ -44,7 +45,14 @@ from quiv._exceptions import (
     TaskNotFoundError,
     TaskNotScheduledError,
 )
-from quiv.fastapi._schemas import QuivErrorDetail, QuivJob, QuivJobPage, QuivRunResult, QuivTask
+from quiv.fastapi._schemas import (
+    QuivErrorDetail,
+    QuivJob,
+    QuivJobPage,
+    QuivRunResult,
+    QuivStats,
+    QuivTask,
+)
 from quiv.fastapi._stream import EventStream
 
 if TYPE_CHECKING:
@@ -234,6 +242,12 @@ def quiv_router(
                     http.HTTP_409_CONFLICT, f"job {job_id!r} has already ended ({job.status})"
                 )
             return QuivJob.from_job(scheduler.get_job(job_id))
+
+    @router.get("/stats", name="quiv_stats", responses=_responses())
+    def stats() -> QuivStats:
+        """Tasks and jobs by status, workers in use, the longest-running job."""
+        with _http_errors():
+            return QuivStats.model_validate(scheduler.stats().model_dump())
 
     if dashboard:
         html = _dashboard_html(title, websocket, page_size)

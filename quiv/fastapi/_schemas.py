@@ -27,6 +27,7 @@ __all__ = [
     "QuivJob",
     "QuivJobPage",
     "QuivRunResult",
+    "QuivStats",
     "QuivTask",
     "StreamMessage",
     "TaskEventMessage",
@@ -41,10 +42,24 @@ class QuivTask(BaseModel):
     id: str = Field(description="Task id: the key of every task operation.")
     task_name: str = Field(description="Display name; several tasks may share it.")
     status: TaskStatus = Field(description="active, running or paused.")
-    interval_seconds: float = Field(description="Seconds between runs.")
+    interval_seconds: float | None = Field(
+        description="Seconds between runs; null for cron and one-shot tasks."
+    )
     fixed_interval: bool = Field(description="True: cadence anchored on the time a run was due.")
     run_once: bool = Field(description="True if the task is deleted after its one run.")
     next_run_at: datetime = Field(description="When the task is next due (UTC).")
+    cron: str | None = Field(default=None, description="Cron expression, for cron tasks.")
+    cron_timezone: str | None = Field(default=None, description="Timezone the cron expression is read in.")
+    max_retries: int = Field(default=0, description="How many times a failed job is retried.")
+    retry_backoff: float = Field(
+        default=1.0, description="Wait before the first retry (s); doubles each time."
+    )
+    timeout: float | None = Field(default=None, description="Seconds a job may run before it is stopped.")
+    jitter: float = Field(default=0.0, description="Up to this many seconds of random delay on each run.")
+    misfire: str = Field(default="skip", description="Missed runs: 'skip' them or 'run_once' to catch up.")
+    misfire_grace: float | None = Field(
+        default=None, description="A run starting later than this after its due time is skipped (s)."
+    )
     args: list[Any] | None = Field(
         default=None, description="Positional arguments, only when the router exposes arguments."
     )
@@ -55,17 +70,11 @@ class QuivTask(BaseModel):
     @classmethod
     def from_task(cls, task: Task, *, expose_arguments: bool = False) -> QuivTask:
         """Build from an engine ``Task``; arguments are left out unless asked for."""
-        return cls(
-            id=task.id,
-            task_name=task.task_name,
-            status=task.status,
-            interval_seconds=task.interval_seconds,
-            fixed_interval=task.fixed_interval,
-            run_once=task.run_once,
-            next_run_at=task.next_run_at,
-            args=[_jsonable(value) for value in task.args] if expose_arguments else None,
-            kwargs={k: _jsonable(v) for k, v in task.kwargs.items()} if expose_arguments else None,
-        )
+        fields = task.model_dump(exclude={"args", "kwargs"})
+        if expose_arguments:
+            fields["args"] = [_jsonable(value) for value in task.args]
+            fields["kwargs"] = {key: _jsonable(value) for key, value in task.kwargs.items()}
+        return cls.model_validate(fields)
 
 
 class QuivJob(BaseModel):
@@ -81,20 +90,13 @@ class QuivJob(BaseModel):
     ended_at: datetime | None = Field(default=None, description="When the job ended (UTC).")
     duration_seconds: float | None = Field(default=None, description="Run time, once ended.")
     error_message: str | None = Field(default=None, description="Why the job failed or was cancelled.")
+    attempt: int = Field(default=1, description="1 for a first run, 2 for its first retry, and so on.")
+    retry_of: str | None = Field(default=None, description="For a retry: the id of the first attempt's job.")
 
     @classmethod
     def from_job(cls, job: Job) -> QuivJob:
         """Build from an engine ``Job``."""
-        return cls(
-            id=job.id,
-            task_id=job.task_id,
-            task_name=job.task_name,
-            status=job.status,
-            started_at=job.started_at,
-            ended_at=job.ended_at,
-            duration_seconds=job.duration_seconds,
-            error_message=job.error_message,
-        )
+        return cls.model_validate(job.model_dump())
 
 
 class QuivJobPage(BaseModel):
@@ -104,6 +106,21 @@ class QuivJobPage(BaseModel):
     total: int = Field(description="How many jobs match the filters, over all pages.")
     limit: int = Field(description="The page size asked for.")
     offset: int = Field(description="How many matching jobs come before this page.")
+
+
+class QuivStats(BaseModel):
+    """Counts for a dashboard."""
+
+    tasks_by_status: dict[str, int] = Field(description="Number of tasks per task status.")
+    jobs_by_status: dict[str, int] = Field(description="Jobs kept in the history, per job status.")
+    running_jobs: int = Field(description="Jobs running right now.")
+    pool_size: int = Field(description="Maximum number of jobs that run at once.")
+    free_workers: int = Field(description="How many more jobs could start right now.")
+    oldest_running_job_id: str | None = Field(default=None, description="The job running the longest.")
+    oldest_running_job_started_at: datetime | None = Field(default=None, description="When it started (UTC).")
+    completed_in_window: int = Field(description="Jobs completed within the retention window.")
+    failed_in_window: int = Field(description="Jobs failed within the retention window.")
+    retention_seconds: float = Field(description="How long finished jobs are kept.")
 
 
 class QuivRunResult(BaseModel):
@@ -152,6 +169,7 @@ class JobEventMessage(TypedDict):
     ended_at: str | None
     duration_seconds: float | None
     error: str | None
+    attempt: int
 
 
 class ProgressMessage(TypedDict):

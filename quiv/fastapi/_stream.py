@@ -265,6 +265,7 @@ class EventStream:
             "ended_at": None if job.ended_at is None else _iso(job.ended_at),
             "duration_seconds": job.duration_seconds,
             "error": job.error_message,
+            "attempt": job.attempt,
         }
         self.publish(message)
 
