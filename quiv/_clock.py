@@ -8,11 +8,15 @@ scheduler when it does.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Protocol, runtime_checkable
 
 __all__ = ["Clock", "SystemClock"]
+
+# In a tuple, because freezegun rewrites every module attribute that *is* datetime.
+_REAL_DATETIME = (datetime,)
 
 
 @runtime_checkable
@@ -41,13 +45,24 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    """Wall-clock time in UTC."""
+    """Wall-clock time in UTC.
+
+    Like ``ManualClock`` it also offers ``timestamp()``, the current instant in
+    epoch seconds; the engine uses it when a clock has it (it is optional).
+    """
 
     def now(self) -> datetime:
         return datetime.now(timezone.utc)
 
+    def timestamp(self) -> float:
+        # freezegun swaps this module's ``datetime`` for its fake; read the time through
+        # it then, and through the much cheaper time.time() otherwise.
+        if datetime is _REAL_DATETIME[0]:
+            return time.time()
+        return datetime.now(timezone.utc).timestamp()
+
     def wait_seconds(self, deadline: float) -> float | None:
-        return max(0.0, deadline - self.now().timestamp())
+        return max(0.0, deadline - self.timestamp())
 
     def subscribe(self, wake: Callable[[], None]) -> None:
         """The system clock never jumps on request, so nobody needs waking."""

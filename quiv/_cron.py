@@ -48,8 +48,12 @@ class CronSchedule:
             raise ConfigurationError(f"cron must be a non-empty cron expression, got {expression!r}")
         croniter = _croniter()
         self.expression = " ".join(expression.split())
-        self.second_at_beginning = len(self.expression.split()) == 6
-        if not croniter.is_valid(self.expression, second_at_beginning=self.second_at_beginning):
+        fields = len(self.expression.split())
+        self.second_at_beginning = fields == 6
+        alias = self.expression.startswith("@") and fields == 1
+        if (not alias and fields not in (5, 6)) or not croniter.is_valid(
+            self.expression, second_at_beginning=self.second_at_beginning
+        ):
             raise ConfigurationError(
                 f"invalid cron expression {expression!r}: expected 5 fields (minute hour day month weekday), "
                 "6 with a leading seconds field, or an alias such as @hourly"

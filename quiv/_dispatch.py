@@ -237,11 +237,16 @@ class Dispatcher:
         self._explicit = main_loop is not None
 
     # --- main loop resolution --------------------------------------------
-    def note_caller(self) -> None:
-        """Adopt the caller's running loop as the main loop if none is known yet."""
-        if self._mailbox is None or self._mailbox.loop.is_closed():
+    def note_caller(self, *, bind: bool = False) -> None:
+        """Adopt the caller's running loop as the main loop if none is known yet.
+
+        With ``bind`` (from ``start()``) the caller's loop replaces one that was
+        only adopted implicitly; a loop given as ``main_loop=`` is never replaced.
+        """
+        box = self._mailbox
+        if box is None or box.loop.is_closed() or (bind and not self._explicit):
             loop = _running_loop()
-            if loop is not None:
+            if loop is not None and (box is None or box.loop is not loop):
                 self._mailbox = Mailbox(loop, self.logger)
 
     def mailbox(self) -> Mailbox | None:

@@ -67,6 +67,10 @@ def check_task_name(task_name: object) -> str:
 
 def check_seconds(name: str, value: object, *, positive: bool) -> float:
     """``value`` as a finite float of seconds (> 0 or >= 0), else raise naming ``name``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+        if (number > 0 if positive else number >= 0) and number < math.inf:
+            return number  # the common case, checked cheaply; NaN fails every comparison
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidArgumentError(f"{name} must be a number of seconds, got {value!r}")
     number = float(value)
@@ -207,6 +211,8 @@ class TaskSettings:
         backoff = check_seconds("retry_backoff", retry_backoff, positive=False)
         timeout_s = _optional_seconds("timeout", timeout, positive=True)
         jitter_s = check_seconds("jitter", jitter, positive=False)
+        if not isinstance(misfire, str):
+            raise InvalidArgumentError(f"misfire must be 'skip' or 'run_once', got {misfire!r}")
         try:
             policy = Misfire(misfire)
         except ValueError:

@@ -26,6 +26,9 @@ PURGE_MIN_GAP = 1.0
 #: While changes keep coming, the writer collects them for this long per transaction
 #: instead of being woken by each one.
 BATCH_SECONDS = 0.02
+#: After a failed write the writer waits this long before trying again, doubling up to the maximum.
+RETRY_SECONDS = 0.5
+RETRY_MAX_SECONDS = 30.0
 
 
 class Persister:
@@ -49,6 +52,7 @@ class Persister:
         self._wake = threading.Event()
         self._writer_idle = True
         self._clock_moved = False
+        self._retry_delay = RETRY_SECONDS
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._purge_at: float | None = None
@@ -95,6 +99,9 @@ class Persister:
             self.store.write(tasks, deleted, jobs)
         except DatabaseError as exc:
             self._requeue(task_states, deleted, job_states)
+            self._retry_delay = (
+                min(RETRY_MAX_SECONDS, self._retry_delay * 2) if self._failed else RETRY_SECONDS
+            )
             if not self._failed:
                 self._failed = True
                 self._logger.error(
@@ -165,10 +172,15 @@ class Persister:
                     # Nothing pending: sleep until a change (or a purge) wakes us.
                     self._writer_idle = True
                     wake.clear()
+                elif self._failed:
+                    # The database refuses writes: retry later, not once per change.
+                    wake.clear()
             timeout = None if purge_at is None else self._clock.wait_seconds(purge_at)
             if busy:
-                # Changes are still arriving: gather them for a short while, unprompted.
-                timeout = BATCH_SECONDS if timeout is None else min(timeout, BATCH_SECONDS)
+                # Changes are still arriving: gather them for a short while, unprompted;
+                # after a failed write, back off (0.5 s, doubling up to 30 s).
+                pause = self._retry_delay if self._failed else BATCH_SECONDS
+                timeout = pause if timeout is None else min(timeout, pause)
             wake.wait(timeout)
             if self._stop_requested():
                 return

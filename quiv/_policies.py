@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from enum import Enum
 
@@ -35,7 +36,11 @@ def jittered(due: float, jitter: float, rng: random.Random | None = None) -> flo
     """``due`` pushed back by a random amount in ``[0, jitter)`` seconds."""
     if jitter <= 0:
         return due
-    return due + (rng or random).random() * jitter
+    value = due + (rng or random).random() * jitter
+    # Whole microseconds, so the time a Task shows (a datetime) is exactly when it runs,
+    # unless the window is too narrow to round up within it.
+    rounded = math.ceil(value * 1e6) / 1e6
+    return rounded if rounded < due + jitter else value
 
 
 def late_run_decision(due: float, now: float, grace: float | None) -> bool:

@@ -10,6 +10,9 @@ from quiv._policies import Misfire, jittered
 
 __all__ = ["first_run", "next_regular_run", "next_run_after"]
 
+#: Times within a microsecond are the same instant (what a datetime can show).
+_TOLERANCE = 1e-6
+
 
 def next_run_after(due: float, ended: float, interval: float, *, fixed_interval: bool) -> float:
     """When a recurring task runs next, given the run that just ended.
@@ -52,26 +55,44 @@ def first_run(settings: TaskSettings, now: float) -> tuple[float, float]:
 
 
 def next_regular_run(
-    settings: TaskSettings, due: float, ended: float, rng: random.Random | None = None
+    settings: TaskSettings,
+    due: float,
+    ended: float,
+    rng: random.Random | None = None,
+    *,
+    started: float | None = None,
+    misfire: Misfire | None = None,
 ) -> tuple[float, float] | None:
-    """``(nominal, actual)`` time of the run after one that was due at ``due`` and ended at ``ended``.
+    """``(nominal, actual)`` time of the run after one that was due at ``due``.
 
-    ``None`` when the task has no further run. Runs that came due while the
-    previous one ran follow the misfire policy: ``skip`` jumps to the next
-    point of the schedule still ahead, ``run_once`` runs once at ``ended``.
+    ``started``/``ended`` are when that run started and ended (``started``
+    defaults to ``due``). ``None`` when the task has no further run. Points
+    of the schedule that came due while the run was running are missed;
+    ``misfire`` (default: the task's policy) decides: ``skip`` goes to the
+    first point not already past at ``ended`` (a point equal to ``ended``
+    counts), ``run_once`` runs once at ``ended`` and keeps the schedule's
+    cadence afterwards. Points that came due before the run started are not
+    missed: the late run stood in for them.
     """
+    policy = settings.misfire if misfire is None else misfire
+    begin = due if started is None else max(due, started)
     if settings.cron is not None:
-        missed = settings.cron.next_after(due)
-        if settings.misfire is Misfire.RUN_ONCE and missed is not None and missed <= ended:
-            return ended, ended
-        nominal = settings.cron.next_after(ended)
+        cron = settings.cron
+        if policy is Misfire.RUN_ONCE:
+            missed = cron.next_after(begin)
+            if missed is not None and missed < ended:
+                return ended, ended
+        nominal = cron.next_after(max(due, ended - _TOLERANCE))
         if nominal is None:
             return None
         return nominal, jittered(nominal, settings.jitter, rng)
     interval = settings.interval
     if interval is None:
         return None
-    if settings.fixed_interval and settings.misfire is Misfire.RUN_ONCE and ended > due + interval:
-        return ended, ended
+    if settings.fixed_interval and policy is Misfire.RUN_ONCE:
+        # The last point of the cadence at or before the end, if it came after the start.
+        last = due + math.floor((ended - due) / interval) * interval
+        if last > begin and last < ended:
+            return last, ended
     nominal = next_run_after(due, ended, interval, fixed_interval=settings.fixed_interval)
     return nominal, jittered(nominal, settings.jitter, rng)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import math
 import pickle
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any
@@ -39,9 +39,10 @@ from quiv._exceptions import (
     TaskNotScheduledError,
 )
 from quiv._handlers import injection_plan, is_async_callable
+from quiv._ids import new_id
 from quiv._options import MisfirePolicy, TaskChanges, TaskSettings
 from quiv._persist import Persister
-from quiv._policies import late_run_decision, retry_delay
+from quiv._policies import Misfire, late_run_decision, retry_delay
 from quiv._progress import ProgressReport
 from quiv._schedule import first_run, next_regular_run
 from quiv._state import JobState, TaskState, job_model, utc
@@ -57,6 +58,8 @@ __all__ = ["Quiv"]
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 #: A job that starts this many seconds after it was due, because the pool was full, is logged.
 LATE_WARNING_SECONDS = 1.0
+#: Due times within a microsecond of now count as due (a datetime shows no finer).
+_TOLERANCE = 1e-6
 #: At most one "started late" warning per this many seconds (the rest are counted).
 LATE_WARNING_GAP = 1.0
 
@@ -148,6 +151,10 @@ class Quiv(_DeclarativeMixin):
         self.timezone: tzinfo = resolve_timezone(config.timezone)
         self.logger: logging.Logger | logging.LoggerAdapter[Any] = logger or logging.getLogger("Quiv")
         self._clock: Clock = clock or SystemClock()
+        # A clock may offer a cheaper timestamp(); any Clock works through now().
+        self._timestamp: Callable[[], float] = getattr(self._clock, "timestamp", None) or (
+            lambda: self._clock.now().timestamp()
+        )
 
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -207,12 +214,17 @@ class Quiv(_DeclarativeMixin):
         return utc(ts).astimezone(self.timezone).isoformat(timespec="milliseconds")
 
     def _now(self) -> float:
-        return self._clock.now().timestamp()
+        return self._timestamp()
 
     # -------------------------------------------------------------- lifecycle
     def start(self) -> None:
-        """Start the scheduler thread. Calling it again while running does nothing."""
-        self._dispatcher.note_caller()
+        """Start the workers. Calling it again while running does nothing.
+
+        Called from a running event loop, ``start()`` makes that loop the main
+        loop (unless one was given as ``main_loop=``), so a scheduler started
+        in a FastAPI lifespan delivers to the server's loop.
+        """
+        self._dispatcher.note_caller(bind=True)
         with self._lock:
             if self._phase == _RUNNING:
                 return
@@ -262,7 +274,7 @@ class Quiv(_DeclarativeMixin):
             waiters = [(w, job) for job in self._live_jobs.values() for w in self._take_waiters_locked(job)]
             threads = list(self._threads)
         for waiter, job in waiters:
-            waiter(job)
+            self._call_waiters([waiter], job)
         for thread in threads:
             if thread is not threading.current_thread():
                 thread.join(max(0.0, deadline - time.monotonic()))
@@ -339,7 +351,7 @@ class Quiv(_DeclarativeMixin):
         now = self._now()
         nominal, actual = first_run(settings, now)
         task = TaskState(
-            id=str(uuid.uuid4()),
+            id=new_id(),
             name=task_name,
             func=func,
             plan=plan,
@@ -391,7 +403,7 @@ class Quiv(_DeclarativeMixin):
             "kwargs": old.kwargs,
             "progress_callback": old.progress_callback,
             "cron": None if old.cron is None else old.cron.expression,
-            "cron_timezone": old.cron_timezone,
+            "cron_timezone": None if old.cron is None else old.cron.tz,
             "run_at": None,
             "max_retries": old.max_retries,
             "retry_backoff": old.retry_backoff,
@@ -400,6 +412,8 @@ class Quiv(_DeclarativeMixin):
             "misfire": old.misfire.value,
             "misfire_grace": old.misfire_grace,
         }
+        if old.kind == "once" and not {"interval", "cron", "run_at"} & set(changes):
+            merged["run_at"] = utc(task.next_run)  # a one-shot task keeps its time
         if "interval" in changes and "cron" not in changes:
             merged["cron"] = merged["cron_timezone"] = None
         if "cron" in changes and "interval" not in changes:
@@ -439,6 +453,7 @@ class Quiv(_DeclarativeMixin):
         return snapshot
 
     def _task_locked(self, task_id: object) -> TaskState:
+        self._check_readable_locked()
         task = self._tasks.get(_check_id(task_id, "task_id"))
         if task is None:
             raise TaskNotFoundError(f"no task with id {task_id!r}")
@@ -520,6 +535,7 @@ class Quiv(_DeclarativeMixin):
         """
         self._dispatcher.note_caller()
         with self._lock:
+            self._check_readable_locked()
             task = self._tasks.get(_check_id(task_id, "task_id"))
             if task is None:
                 raise HandlerNotRegisteredError(f"no handler is registered for task id {task_id!r}")
@@ -613,7 +629,12 @@ class Quiv(_DeclarativeMixin):
         :meth:`wait_for_job_async` there.
         """
         done = threading.Event()
-        if self._add_job_waiter(job_id, timeout, lambda _job: done.set()) and not done.wait(timeout):
+
+        def waiter(_job: JobState) -> None:
+            done.set()
+
+        if self._add_job_waiter(job_id, timeout, waiter) and not done.wait(timeout):
+            self._drop_job_waiter(job_id, waiter)
             raise TimeoutError(f"job {job_id!r} did not end within {timeout} s")
         return self.get_job(job_id)
 
@@ -627,13 +648,17 @@ class Quiv(_DeclarativeMixin):
                 future.set_result(None)
 
         def wake(_job: JobState) -> None:
-            loop.call_soon_threadsafe(settle)
+            with contextlib.suppress(RuntimeError):  # the loop may be gone by then
+                loop.call_soon_threadsafe(settle)
 
         if self._add_job_waiter(job_id, timeout, wake):
             try:
                 await asyncio.wait_for(future, timeout)
             except asyncio.TimeoutError:
                 raise TimeoutError(f"job {job_id!r} did not end within {timeout} s") from None
+            finally:
+                if not future.done():
+                    self._drop_job_waiter(job_id, wake)
         return await asyncio.to_thread(self.get_job, job_id)
 
     def _add_job_waiter(self, job_id: str, timeout: float | None, waiter: Callable[[JobState], None]) -> bool:
@@ -641,6 +666,7 @@ class Quiv(_DeclarativeMixin):
         if timeout is not None:
             _check_seconds("timeout", timeout, positive=False)
         with self._lock:
+            self._check_readable_locked()
             job = self._live_jobs.get(_check_id(job_id, "job_id"))
             if job is None:
                 return False
@@ -648,6 +674,19 @@ class Quiv(_DeclarativeMixin):
                 job.waiters = []
             job.waiters.append(waiter)
             return True
+
+    def _drop_job_waiter(self, job_id: str, waiter: Callable[[JobState], None]) -> None:
+        with self._lock:
+            job = self._live_jobs.get(job_id)
+            if job is not None and job.waiters and waiter in job.waiters:
+                job.waiters.remove(waiter)
+
+    def _call_waiters(self, waiters: list[Callable[[JobState], None]], job: JobState) -> None:
+        for waiter in waiters:
+            try:
+                waiter(job)
+            except Exception:
+                self.logger.exception("a waiter of job %s raised", job.id)
 
     def wait_for_task(self, task_id: str, timeout: float | None = None) -> Job:
         """Block until the next job of the task ends (the running one, if any) and return it."""
@@ -788,7 +827,7 @@ class Quiv(_DeclarativeMixin):
             if version != task.version or task.removed:
                 heapq.heappop(heap)
                 continue
-            if due > now:
+            if due > now + _TOLERANCE:
                 return None
             heapq.heappop(heap)
             if task.running is not None:  # defensive: never two jobs of one task
@@ -814,7 +853,7 @@ class Quiv(_DeclarativeMixin):
             cycle_due = task.cycle_due = task.nominal
         # The thread that creates a job runs it straight away, so it starts as running.
         job = JobState(
-            id=str(uuid.uuid4()),
+            id=new_id(),
             task=task,
             task_name=task.name,
             due=due,
@@ -858,7 +897,7 @@ class Quiv(_DeclarativeMixin):
             now - due,
             task.settings.misfire_grace,
         )
-        planned = next_regular_run(task.settings, task.nominal, now)
+        planned = next_regular_run(task.settings, task.nominal, now, misfire=Misfire.SKIP)
         if planned is None:
             self._delete_task_locked(task)
             return
@@ -1063,8 +1102,7 @@ class Quiv(_DeclarativeMixin):
         if snapshot is not None:
             self._dispatcher.emit(listeners, (event, *snapshot))
         # Waiters last: without a main loop, listeners have run when a waiter wakes.
-        for waiter in waiters:
-            waiter(job)
+        self._call_waiters(waiters, job)
 
     def _reschedule_after_job_locked(self, task: TaskState, job: JobState, now: float, retry: bool) -> None:
         settings = task.settings
@@ -1075,7 +1113,7 @@ class Quiv(_DeclarativeMixin):
         else:
             task.retry = None
             task.cycle_due = None
-            planned = next_regular_run(settings, job.cycle_due, now)
+            planned = next_regular_run(settings, job.cycle_due, now, started=job.started)
             if planned is None:
                 if task.status is TaskStatus.RUNNING:
                     task.status = TaskStatus.ACTIVE

@@ -55,6 +55,9 @@ class ManualClock:
         with self._lock:
             return self._now
 
+    def timestamp(self) -> float:
+        return self.now().timestamp()
+
     def wait_seconds(self, deadline: float) -> float | None:
         # Time only moves through advance()/set(), which wake every subscriber.
         return None

@@ -80,6 +80,7 @@ def _upsert(table: Any, columns: tuple[str, ...]) -> str:
 
 
 _UPSERT_TASK = _upsert(_task_table, TaskRow._fields)
+_DELETE_TASK = f"DELETE FROM {_task_table.name} WHERE id = ?"
 _UPSERT_JOB = _upsert(_job_table, JobRow._fields)
 
 
@@ -125,7 +126,7 @@ class SQLiteStore:
             if tasks:
                 conn.exec_driver_sql(_UPSERT_TASK, list(tasks))
             if deleted:
-                conn.execute(delete(_task_table).where(_task_table.c.id.in_(deleted)))
+                conn.exec_driver_sql(_DELETE_TASK, [(task_id,) for task_id in deleted])
             if jobs:
                 conn.exec_driver_sql(_UPSERT_JOB, list(jobs))
 
