@@ -1,0 +1,1 @@
+"""Reliability and security tests: invariants under load, faults and bad input."""
