@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from quiv._exceptions import ConfigurationError, InvalidArgumentError
+from quiv._exceptions import InvalidArgumentError
 from quiv.fastapi._stream import streams_of
 
 if TYPE_CHECKING:
@@ -70,8 +70,6 @@ def quiv_lifespan(
         raise InvalidArgumentError(
             f"shutdown_timeout must be a finite number of seconds >= 0, got {shutdown_timeout!r}"
         )
-    if packages and not hasattr(scheduler, "autodiscover"):
-        raise ConfigurationError("this version of quiv has no autodiscover(); remove autodiscover=")
 
     @asynccontextmanager
     async def run_scheduler(app: Any) -> AsyncIterator[Any]:

@@ -1,0 +1,1 @@
+"""The example FastAPI application: run it with ``uvicorn examples.fastapi_app.main:app``."""

@@ -1,0 +1,30 @@
+"""An application route that schedules a one-off job next to the declared tasks."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel
+
+from examples.fastapi_app.scheduler import scheduler
+from examples.fastapi_app.tasks.report import generate_report
+
+router = APIRouter(prefix="/reports", tags=["reports"])
+
+
+class ReportQueued(BaseModel):
+    task_id: str
+
+
+@router.post("/{report_type}", status_code=202)
+def request_report(report_type: Annotated[str, Path(pattern=r"^[a-z0-9-]{1,40}$")]) -> ReportQueued:
+    """Build one report now, outside the weekly schedule; follow it on the dashboard."""
+    task_id = scheduler.add_task(
+        f"report:{report_type}",
+        generate_report,
+        interval=60,
+        run_once=True,
+        kwargs={"report_type": report_type},
+    )
+    return ReportQueued(task_id=task_id)
