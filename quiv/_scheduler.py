@@ -870,7 +870,7 @@ class Quiv(_DeclarativeMixin):
         if task.status is not TaskStatus.PAUSED:
             task.status = TaskStatus.RUNNING
         settings = task.settings
-        if settings.interval is not None:
+        if settings.interval is not None and not settings.once:
             task.next_run = cycle_due + settings.interval
         if settings.timeout is not None:
             self._watchdog.watch(now + settings.timeout, job)
