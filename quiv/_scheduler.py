@@ -977,13 +977,21 @@ class Quiv(_DeclarativeMixin):
                     self._summon_locked()
                 lock.release()
                 try:
-                    self._run_job(job)
+                    status, error = self._run_job(job)
                 except Exception:  # a bug in quiv itself: never lose the worker or the job
                     self.logger.exception("quiv failed running job %s of task %r", job.id, job.task_name)
-                    if job.id in self._live_jobs:
-                        self._finish_job(job, JobStatus.FAILED, "quiv internal error; see the log")
+                    status, error = JobStatus.FAILED, "quiv internal error; see the log"
                 finally:
                     lock.acquire()
+                # Book the end of this job and (next turn of the loop) take the next one
+                # under this single hold of the lock; events go out with the lock released.
+                ended = self._finish_job_locked(job, status, error)
+                if ended is not None:
+                    lock.release()
+                    try:
+                        self._announce_end(job, *ended)
+                    finally:
+                        lock.acquire()
 
     def _idle_locked(self) -> None:
         """Wait for work: as the leader until the next due time, else until promoted."""
@@ -1005,18 +1013,17 @@ class Quiv(_DeclarativeMixin):
         self._has_leader = False
         self._wake_at = math.inf
 
-    def _run_job(self, job: JobState) -> None:
-        """Run one job on this worker thread, from its start event to its end event."""
+    def _run_job(self, job: JobState) -> tuple[JobStatus, str | None]:
+        """Run one job on this worker thread (lock not held); return how it ended."""
         if job.stop.is_set():
-            self._finish_job(job, JobStatus.CANCELLED, job.cancel_reason or "cancelled before it started")
-            return
+            return JobStatus.CANCELLED, job.cancel_reason or "cancelled before it started"
         listeners = self._listeners[Event.JOB_STARTED]
         if listeners:
             self._emit_job(listeners, Event.JOB_STARTED, job)
         status, error = self._call_handler(job)
         if status is JobStatus.COMPLETED and job.stop.is_set():
             status, error = JobStatus.CANCELLED, job.cancel_reason or "cancelled"
-        self._finish_job(job, status, error)
+        return status, error
 
     def _call_handler(self, job: JobState) -> tuple[JobStatus, str | None]:
         """Call the handler with its arguments and hooks; report how it ended."""
@@ -1059,46 +1066,63 @@ class Quiv(_DeclarativeMixin):
             set_in_job_thread(False)
         return JobStatus.COMPLETED, None
 
-    def _finish_job(self, job: JobState, status: JobStatus, error: str | None) -> None:
+    _END_EVENTS = {
+        JobStatus.COMPLETED: Event.JOB_COMPLETED,
+        JobStatus.FAILED: Event.JOB_FAILED,
+        JobStatus.CANCELLED: Event.JOB_CANCELLED,
+    }
+
+    def _finish_job_locked(
+        self, job: JobState, status: JobStatus, error: str | None
+    ) -> tuple[Event, tuple[Listener, ...], tuple[Task, Job] | None, list[Callable[[JobState], None]]] | None:
+        """Record the end of a job (lock held); return what must be announced, if anything."""
         task = job.task
-        event = {
-            JobStatus.COMPLETED: Event.JOB_COMPLETED,
-            JobStatus.FAILED: Event.JOB_FAILED,
-            JobStatus.CANCELLED: Event.JOB_CANCELLED,
-        }[status]
-        with self._lock:
-            if self._phase == _STOPPED:
-                # Shutdown gave up waiting for this job: its result has nowhere to go.
-                self._busy -= 1
-                return
-            now = self._now()
-            job.status = status
-            job.ended = max(now, job.started)
-            job.error = error
-            del self._live_jobs[job.id]
-            task.running = None
-            persister = self._persister
-            assert persister is not None
-            persister.job_changed(job)
-            if not task.removed:
-                retry = (
-                    status is JobStatus.FAILED
-                    and not job.stop.is_set()
-                    and job.attempt <= task.settings.max_retries
-                )
-                if task.run_once and not retry:
-                    self._delete_task_locked(task)
-                else:
-                    self._reschedule_after_job_locked(task, job, now, retry)
-                    persister.task_changed(task)
-            listeners = self._listeners[event]
-            snapshot = (task.model(), job.model()) if listeners else None
-            waiters = self._take_waiters_locked(job)
-            if self._busy == self.pool_size and self._full_since is not None:
-                self._full_spell, self._full_since = (self._full_since, now), None
+        if self._phase == _STOPPED:
+            # Shutdown gave up waiting for this job: its result has nowhere to go.
             self._busy -= 1
-            if self._phase == _STOPPING and not self._busy:
-                self._cond.notify_all()
+            return None
+        now = self._now()
+        job.status = status
+        job.ended = max(now, job.started)
+        job.error = error
+        del self._live_jobs[job.id]
+        task.running = None
+        persister = self._persister
+        assert persister is not None
+        persister.job_changed(job)
+        if not task.removed:
+            retry = (
+                status is JobStatus.FAILED
+                and not job.stop.is_set()
+                and job.attempt <= task.settings.max_retries
+            )
+            if task.run_once and not retry:
+                self._delete_task_locked(task)
+            else:
+                self._reschedule_after_job_locked(task, job, now, retry)
+                persister.task_changed(task)
+        if self._busy == self.pool_size and self._full_since is not None:
+            self._full_spell, self._full_since = (self._full_since, now), None
+        self._busy -= 1
+        if self._phase == _STOPPING and not self._busy:
+            self._cond.notify_all()
+        event = self._END_EVENTS[status]
+        listeners = self._listeners[event]
+        waiters = self._take_waiters_locked(job)
+        if not listeners and not waiters:
+            return None
+        snapshot = (task.model(), job.model()) if listeners else None
+        return event, listeners, snapshot, waiters
+
+    def _announce_end(
+        self,
+        job: JobState,
+        event: Event,
+        listeners: tuple[Listener, ...],
+        snapshot: tuple[Task, Job] | None,
+        waiters: list[Callable[[JobState], None]],
+    ) -> None:
+        """Deliver a job's end event, then wake its waiters (lock not held)."""
         if snapshot is not None:
             self._dispatcher.emit(listeners, (event, *snapshot))
         # Waiters last: without a main loop, listeners have run when a waiter wakes.
