@@ -33,7 +33,7 @@ from quiv._discovery import check_patterns, discover
 from quiv._enums import Event
 from quiv._exceptions import InvalidArgumentError, SchedulerStoppedError, TaskNotFoundError
 from quiv._handlers import describe
-from quiv._options import MisfirePolicy
+from quiv._options import MisfirePolicy, TaskSettings
 from quiv._registry import TaskRegistry
 from quiv.types import JobEvent, TaskEvent, TaskId
 
@@ -47,6 +47,8 @@ class _Engine(Protocol):
     def running(self) -> bool: ...
 
     def add_task(self, task_name: str, func: Callable[..., Any], **options: Any) -> str: ...
+
+    def _add_validated(self, task_name: str, func: Callable[..., Any], settings: TaskSettings) -> str: ...
 
     def add_listener(self, event: Event, callback: Callable[..., Any]) -> None: ...
 
@@ -225,4 +227,11 @@ class _DeclarativeMixin:
         for spec in specs:
             if not isinstance(spec, TaskSpec) or spec.key in self._decl_task_ids:
                 continue
-            self._decl_task_ids[spec.key] = engine.add_task(**spec.add_task_arguments())
+            options = spec.options
+            if options.settings.cron is not None and options.values.get("cron_timezone") is None:
+                # The cron is read in the scheduler's timezone: validate against it.
+                task_id = engine.add_task(**spec.add_task_arguments())
+            else:
+                # Validated when declared, by the same code: no need to do it twice.
+                task_id = engine._add_validated(spec.name, spec.func, options.settings)
+            self._decl_task_ids[spec.key] = task_id

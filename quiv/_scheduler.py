@@ -346,7 +346,12 @@ class Quiv(_DeclarativeMixin):
             misfire_grace=misfire_grace,
             default_timezone=self.timezone,
         )
+        return self._add_validated(task_name, func, settings)
+
+    def _add_validated(self, task_name: str, func: Callable[..., Any], settings: TaskSettings) -> str:
+        """Add a task whose options were already validated (by add_task or a declaration)."""
         plan = injection_plan(func)
+        progress_callback = settings.progress_callback
         self._dispatcher.note_caller()
         now = self._now()
         nominal, actual = first_run(settings, now)
