@@ -163,6 +163,8 @@ class Quiv(_DeclarativeMixin):
         self._heap: list[tuple[float, int, int, TaskState, bool]] = []
         self._seq = 0
         self._live_jobs: dict[str, JobState] = {}
+        #: Jobs that have ended but whose end event is still being delivered.
+        self._ending: dict[str, JobState] = {}
         self._busy = 0
         # Leader/followers: idle workers wait for work themselves. At most one,
         # the leader, sleeps until the earliest due time; the others sleep
@@ -672,7 +674,7 @@ class Quiv(_DeclarativeMixin):
             _check_seconds("timeout", timeout, positive=False)
         with self._lock:
             self._check_readable_locked()
-            job = self._live_jobs.get(_check_id(job_id, "job_id"))
+            job = self._live_jobs.get(_check_id(job_id, "job_id")) or self._ending.get(job_id)
             if job is None:
                 return False
             if job.waiters is None:
@@ -682,7 +684,7 @@ class Quiv(_DeclarativeMixin):
 
     def _drop_job_waiter(self, job_id: str, waiter: Callable[[JobState], None]) -> None:
         with self._lock:
-            job = self._live_jobs.get(job_id)
+            job = self._live_jobs.get(job_id) or self._ending.get(job_id)
             if job is not None and job.waiters and waiter in job.waiters:
                 job.waiters.remove(waiter)
 
@@ -1113,11 +1115,13 @@ class Quiv(_DeclarativeMixin):
             self._cond.notify_all()
         event = self._END_EVENTS[status]
         listeners = self._listeners[event]
+        if listeners:
+            # Until its end event is delivered the job stays findable, so a
+            # wait_for_job() that starts meanwhile still waits for the listeners.
+            self._ending[job.id] = job
+            return event, listeners, (task.model(), job.model()), []
         waiters = self._take_waiters_locked(job)
-        if not listeners and not waiters:
-            return None
-        snapshot = (task.model(), job.model()) if listeners else None
-        return event, listeners, snapshot, waiters
+        return (event, listeners, None, waiters) if waiters else None
 
     def _announce_end(
         self,
@@ -1130,6 +1134,9 @@ class Quiv(_DeclarativeMixin):
         """Deliver a job's end event, then wake its waiters (lock not held)."""
         if snapshot is not None:
             self._dispatcher.emit(listeners, (event, *snapshot))
+            with self._lock:
+                self._ending.pop(job.id, None)
+                waiters = self._take_waiters_locked(job)
         # Waiters last: without a main loop, listeners have run when a waiter wakes.
         self._call_waiters(waiters, job)
 
