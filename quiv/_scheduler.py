@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import importlib
 import logging
 import math
 import pickle
@@ -151,6 +152,10 @@ class Quiv(_DeclarativeMixin):
         self.timezone: tzinfo = resolve_timezone(config.timezone)
         self.logger: logging.Logger | logging.LoggerAdapter[Any] = logger or logging.getLogger("Quiv")
         self._clock: Clock = clock or SystemClock()
+        # Load the database layer (SQLAlchemy, SQLModel) now rather than in start(),
+        # which usually runs on the application's event loop; `import quiv` stays
+        # light and nothing is created on disk until the first task or start().
+        importlib.import_module("quiv._store.sqlite")
         # A clock may offer a cheaper timestamp(); any Clock works through now().
         self._timestamp: Callable[[], float] = getattr(self._clock, "timestamp", None) or (
             lambda: self._clock.now().timestamp()
