@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -21,9 +24,10 @@ _POLL_SECONDS = 0.05
 class _Stopper:
     """Terminates a child, then kills it if it is still alive after a grace period."""
 
-    def __init__(self, process: subprocess.Popen[Any], grace: float) -> None:
+    def __init__(self, process: subprocess.Popen[Any], grace: float, group: bool) -> None:
         self.process = process
         self.grace = grace
+        self.group = group
         self.stopped = False
         self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
@@ -35,14 +39,22 @@ class _Stopper:
             self.stopped = True
             if self.process.poll() is not None:
                 return
-            self.process.terminate()
+            self._signal(signal.SIGTERM)
             self._timer = threading.Timer(self.grace, self._kill)
             self._timer.daemon = True
             self._timer.start()
 
     def _kill(self) -> None:
         if self.process.poll() is None:
-            self.process.kill()
+            self._signal(signal.SIGKILL)
+
+    def _signal(self, signum: int) -> None:
+        if self.group:
+            # The child leads its own session: signal everything it started too.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signum)
+        else:
+            self.process.send_signal(signum)
 
     def cancel(self) -> None:
         with self._lock:
@@ -59,6 +71,7 @@ def run_subprocess(
     check: bool = False,
     input: bytes | str | None = None,
     capture_output: bool = False,
+    kill_process_group: bool = False,
     **popen_kwargs: Any,
 ) -> subprocess.CompletedProcess[Any]:
     """Run a command like :func:`subprocess.run`, ending it when the job is told to stop.
@@ -70,6 +83,8 @@ def run_subprocess(
     code; with ``check=True`` that raises :class:`subprocess.CalledProcessError`.
     When ``timeout`` passes the child is stopped the same way and
     :class:`subprocess.TimeoutExpired` is raised. The child is always reaped.
+    With ``kill_process_group=True`` the child starts a new session and the
+    signals go to its whole process group, so a shell's own children stop too.
     """
     if (
         isinstance(terminate_grace, bool)
@@ -82,9 +97,11 @@ def run_subprocess(
         popen_kwargs["stdout"] = popen_kwargs["stderr"] = subprocess.PIPE
     if input is not None:
         popen_kwargs["stdin"] = subprocess.PIPE
+    if kill_process_group:
+        popen_kwargs["start_new_session"] = True
     deadline = None if timeout is None else time.monotonic() + timeout
     with subprocess.Popen(args, **popen_kwargs) as process:
-        stopper = _Stopper(process, float(terminate_grace))
+        stopper = _Stopper(process, float(terminate_grace), kill_process_group)
         unsubscribe = event.on_set(stopper) if isinstance(event, StopEvent) else None
         try:
             while True:
@@ -107,7 +124,7 @@ def run_subprocess(
                     if event is not None and event.is_set():
                         stopper()
         except BaseException:
-            process.kill()
+            stopper._kill()
             process.wait()
             raise
         finally:

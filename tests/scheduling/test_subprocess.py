@@ -238,3 +238,46 @@ def test_works_like_subprocess_run(children: Children) -> None:
 def test_a_bad_terminate_grace_is_refused(grace: object) -> None:
     with pytest.raises(ConfigurationError, match=re.escape(repr(grace))):
         run_subprocess(["true"], terminate_grace=grace)  # type: ignore[arg-type]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("whole_group", [True, False])
+def test_kill_process_group_also_stops_the_childs_own_children(tmp_path: Any, whole_group: bool) -> None:
+    pid_file = tmp_path / "grandchild.pid"
+    stop = StopEvent()
+    done: queue.Queue[int] = queue.Queue()
+    script = f"sleep 30 & echo $! > {pid_file}; wait"
+
+    def run() -> None:
+        result = run_subprocess(
+            ["sh", "-c", script], stop_event=stop, kill_process_group=whole_group, terminate_grace=0.5
+        )
+        done.put(result.returncode)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    deadline = time.monotonic() + DEADLINE
+    while not (pid_file.exists() and pid_file.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.01)  # polling the file the shell writes, with a deadline
+    grandchild = int(pid_file.read_text())
+    stop.set()
+    assert done.get(timeout=DEADLINE) < 0
+    runner.join(DEADLINE)
+    try:
+        if whole_group:
+            gone_by = time.monotonic() + DEADLINE
+            while _alive(grandchild) and time.monotonic() < gone_by:
+                time.sleep(0.01)
+            assert not _alive(grandchild), "the shell's own child must be stopped with the group"
+        else:
+            assert _alive(grandchild), "without kill_process_group only the direct child is signalled"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(grandchild, signal.SIGKILL)
