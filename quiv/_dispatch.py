@@ -146,32 +146,39 @@ class Mailbox:
     def post(
         self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] = _NO_KWARGS
     ) -> bool:
-        """Queue ``func(*args, **kwargs)`` for the loop; False if the loop can no longer take it."""
-        with self._lock:
-            self._incoming.append((func, args, kwargs))
-            full = len(self._incoming) >= self.HIGH_WATER
-            if full:
-                self._room.clear()
-            self._posts += 1
-            offer_gil = not self._posts % self.YIELD_EVERY
-            if self._scheduled:
-                wake = False
-            else:
-                self._scheduled = wake = True
-        if wake:
-            try:
-                self.loop.call_soon_threadsafe(self._drain)
-            except RuntimeError:  # the loop was closed under us
+        """Queue ``func(*args, **kwargs)`` for the loop; False if the loop can no longer take it.
+
+        The append itself takes no lock (``deque.append`` is atomic); the lock is
+        only taken to schedule a drain when none is pending, and at the high-water
+        mark. ``_drain`` re-checks the queue after clearing ``_scheduled``, so an
+        append racing that moment is never stranded.
+        """
+        incoming = self._incoming
+        incoming.append((func, args, kwargs))
+        if not self._scheduled:
+            with self._lock:
+                wake = not self._scheduled
+                self._scheduled = True
+            if wake:
+                try:
+                    self.loop.call_soon_threadsafe(self._drain)
+                except RuntimeError:  # the loop was closed under us
+                    with self._lock:
+                        self._scheduled = False
+                        self._incoming.clear()
+                        self._room.set()
+                    return False
+        self._posts += 1  # approximate under several producers, which is fine
+        if len(incoming) >= self.HIGH_WATER:
+            if asyncio._get_running_loop() is not self.loop:
                 with self._lock:
-                    self._scheduled = False
-                    self._incoming.clear()
-                    self._room.set()
-                return False
-        if (full or offer_gil) and asyncio._get_running_loop() is not self.loop:
-            if full:
-                self._wait_for_room()
-            else:
-                time.sleep(0)
+                    full = len(self._incoming) >= self.HIGH_WATER
+                    if full:
+                        self._room.clear()
+                if full:
+                    self._wait_for_room()
+        elif not self._posts % self.YIELD_EVERY and asyncio._get_running_loop() is not self.loop:
+            time.sleep(0)  # offer the GIL to the loop's thread
         return True
 
     def _wait_for_room(self) -> None:
@@ -188,7 +195,9 @@ class Mailbox:
                 with self._lock:
                     if not self._incoming:
                         self._scheduled = False
-                        return
+                        if not self._incoming:  # no lock-free append raced the line above
+                            return
+                        self._scheduled = True
                     self._pending, self._incoming = self._incoming, pending
                     self._room.set()
                 pending = self._pending

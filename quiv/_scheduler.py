@@ -1194,18 +1194,20 @@ class Quiv(_DeclarativeMixin):
 class _ProgressHook:
     """The ``_progress_hook`` a handler receives: forwards any payload to the task's callback."""
 
-    __slots__ = ("_job_id", "_scheduler", "_task")
+    __slots__ = ("_dispatcher", "_job_id", "_scheduler", "_task")
 
     def __init__(self, scheduler: Quiv, task: TaskState, job_id: str) -> None:
         self._scheduler = scheduler
+        self._dispatcher = scheduler._dispatcher
         self._task = task
         self._job_id = job_id
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
+        # Called thousands of times a second by chatty handlers: keep it flat.
         task = self._task
         callback = task.settings.progress_callback
         if callback is not None and not task.removed:
-            self._scheduler._dispatcher.progress(task.id, callback, task.progress_is_async, args, kwargs)
+            self._dispatcher.progress(task.id, callback, task.progress_is_async, args, kwargs)
         if self._scheduler._progress_listeners:
             self._scheduler._report_to_listeners(task, self._job_id, args, kwargs)
 
