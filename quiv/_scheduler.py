@@ -41,7 +41,7 @@ from quiv._exceptions import (
 )
 from quiv._handlers import injection_plan, is_async_callable
 from quiv._ids import new_id
-from quiv._options import MisfirePolicy, TaskChanges, TaskSettings
+from quiv._options import MisfirePolicy, TaskChanges, TaskSettings, check_seconds
 from quiv._persist import Persister
 from quiv._policies import Misfire, late_run_decision, retry_delay
 from quiv._progress import ProgressReport
@@ -73,28 +73,6 @@ def _check_id(value: object, what: str) -> str:
     if not isinstance(value, str):
         raise InvalidArgumentError(f"{what} must be a str, got {type(value).__name__} {value!r}")
     return value
-
-
-def _check_seconds(name: str, value: object, *, positive: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidArgumentError(f"{name} must be a number of seconds, got {value!r}")
-    number = float(value)
-    if math.isnan(number) or math.isinf(number):
-        raise ConfigurationError(f"{name} must be a finite number of seconds, got {value!r}")
-    if positive and number <= 0:
-        raise ConfigurationError(f"{name} must be > 0, got {value!r}")
-    if not positive and number < 0:
-        raise ConfigurationError(f"{name} must be >= 0, got {value!r}")
-    return number
-
-
-def _pickle_arg(name: str, value: object) -> bytes:
-    try:
-        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as exc:
-        raise ConfigurationError(
-            f"{name} must be picklable (quiv persists them); pickling failed: {exc}"
-        ) from exc
 
 
 class Quiv(_DeclarativeMixin):
@@ -259,7 +237,7 @@ class Quiv(_DeclarativeMixin):
         seconds for them to return, then leaves any that ignore the event
         running on their (daemon) threads: their results are discarded.
         """
-        timeout = _check_seconds("timeout", timeout, positive=False)
+        timeout = check_seconds("timeout", timeout, positive=False)
         with self._lock:
             if self._phase in (_STOPPING, _STOPPED):
                 return
@@ -517,7 +495,7 @@ class Quiv(_DeclarativeMixin):
 
     def resume_task(self, task_id: str, delay: float = 0) -> None:
         """Re-activate a task; its next run is ``delay`` seconds from now (0: at once)."""
-        delay_s = _check_seconds("delay", delay, positive=False)
+        delay_s = check_seconds("delay", delay, positive=False)
         self._dispatcher.note_caller()
         with self._lock:
             task = self._task_locked(task_id)
@@ -676,7 +654,7 @@ class Quiv(_DeclarativeMixin):
     def _add_job_waiter(self, job_id: str, timeout: float | None, waiter: Callable[[JobState], None]) -> bool:
         """Register ``waiter`` for a live job; False if the job is not running (nothing to wait for)."""
         if timeout is not None:
-            _check_seconds("timeout", timeout, positive=False)
+            check_seconds("timeout", timeout, positive=False)
         with self._lock:
             self._check_readable_locked()
             job = self._live_jobs.get(_check_id(job_id, "job_id")) or self._ending.get(job_id)
@@ -703,7 +681,7 @@ class Quiv(_DeclarativeMixin):
     def wait_for_task(self, task_id: str, timeout: float | None = None) -> Job:
         """Block until the next job of the task ends (the running one, if any) and return it."""
         if timeout is not None:
-            _check_seconds("timeout", timeout, positive=False)
+            check_seconds("timeout", timeout, positive=False)
         ended: list[JobState] = []
         done = threading.Event()
 
