@@ -42,20 +42,6 @@ class TaskChanges(TypedDict, total=False):
     misfire_grace: float | None
 
 
-#: The options every task has, with their defaults, in the order of add_task's keyword-only part.
-SCHEDULING_OPTIONS = (
-    "cron",
-    "cron_timezone",
-    "run_at",
-    "max_retries",
-    "retry_backoff",
-    "timeout",
-    "jitter",
-    "misfire",
-    "misfire_grace",
-)
-
-
 def check_task_name(task_name: object) -> str:
     """Return ``task_name`` if it is a non-blank str, else raise."""
     if not isinstance(task_name, str):
