@@ -380,7 +380,7 @@ class _Engine:
         scheduler_token = current_scheduler.set(self)
         try:
             result = task.func(*args, **kwargs)
-            if plan.is_async or asyncio.iscoroutine(result):
+            if plan.is_async or (result is not None and asyncio.iscoroutine(result)):
                 run_coroutine_blocking(result)
         except BaseException as exc:  # a handler must never take the worker down
             if isinstance(exc, Exception):
