@@ -77,11 +77,10 @@ def run_coroutine_blocking(awaitable: Awaitable[T]) -> T:
 class _OrderedChannel:
     """Awaits one task's async progress callbacks one after another, in order."""
 
-    __slots__ = ("_items", "_key", "_mailbox", "_runner")
+    __slots__ = ("_items", "_mailbox", "_runner")
 
-    def __init__(self, mailbox: Mailbox, key: object) -> None:
+    def __init__(self, mailbox: Mailbox) -> None:
         self._mailbox = mailbox
-        self._key = key
         self._items: deque[tuple[Callable[..., Awaitable[Any]], tuple[Any, ...], dict[str, Any]]] = deque()
         self._runner: asyncio.Task[None] | None = None
 
@@ -229,7 +228,7 @@ class Mailbox:
         """The ordered channel for ``key`` (one per task), created on first use."""
         channel = self.channels.get(key)
         if channel is None:
-            channel = self.channels.setdefault(key, _OrderedChannel(self, key))
+            channel = self.channels.setdefault(key, _OrderedChannel(self))
         return channel
 
 

@@ -248,11 +248,10 @@ class _Engine:
     def _expire_job(self, job: JobState) -> None:
         """The watchdog's callback: a job ran past its task's timeout."""
         with self._lock:
-            if job.id not in self._live_jobs or job.stop.is_set():
+            if job.id not in self._live_jobs or not job.request_stop(
+                f"timed out after {job.task.settings.timeout:g} s"
+            ):
                 return
-            job.timed_out = True
-            job.cancel_reason = f"timed out after {job.task.settings.timeout:g} s"
-            job.stop.set()
         self.logger.warning("job %s of task %r timed out; its stop event is set", job.id, job.task_name)
 
     def _pool_was_full_at(self, when: float) -> bool:

@@ -116,6 +116,31 @@ class TaskSettings:
         """True when the task runs a single time (``run_once`` or a bare ``run_at``)."""
         return self.run_once or self.kind == "once"
 
+    def options(self) -> dict[str, Any]:
+        """The ``add_task`` options (bar the name) that validate back to these settings.
+
+        First-run options are neutral (``delay=0``, ``run_at=None``): they are
+        spent once the task is scheduled. ``update_task`` starts from this.
+        """
+        return {
+            "interval": self.interval,
+            "delay": 0,
+            "run_once": self.run_once,
+            "fixed_interval": self.fixed_interval,
+            "args": self.args,
+            "kwargs": self.kwargs,
+            "progress_callback": self.progress_callback,
+            "cron": None if self.cron is None else self.cron.expression,
+            "cron_timezone": None if self.cron is None else self.cron.tz,
+            "run_at": None,
+            "max_retries": self.max_retries,
+            "retry_backoff": self.retry_backoff,
+            "timeout": self.timeout,
+            "jitter": self.jitter,
+            "misfire": self.misfire.value,
+            "misfire_grace": self.misfire_grace,
+        }
+
     @classmethod
     def validate(
         cls,

@@ -180,9 +180,7 @@ class Quiv(_Engine, _DeclarativeMixin):
                 return
             self._phase = STOPPING
             for job in self._live_jobs.values():
-                if job.cancel_reason is None:
-                    job.cancel_reason = "cancelled: the scheduler shut down"
-                job.stop.set()
+                job.request_stop("cancelled: the scheduler shut down")
             self._leader_cond.notify_all()
             self._follower_cond.notify_all()
         deadline = time.monotonic() + timeout
@@ -320,25 +318,7 @@ class Quiv(_Engine, _DeclarativeMixin):
             task = self._task_locked(task_id)
             old = task.settings
             name = changes.get("task_name", task.name)
-        merged: dict[str, Any] = {
-            "task_name": name,
-            "interval": old.interval,
-            "delay": 0,
-            "run_once": old.run_once,
-            "fixed_interval": old.fixed_interval,
-            "args": old.args,
-            "kwargs": old.kwargs,
-            "progress_callback": old.progress_callback,
-            "cron": None if old.cron is None else old.cron.expression,
-            "cron_timezone": None if old.cron is None else old.cron.tz,
-            "run_at": None,
-            "max_retries": old.max_retries,
-            "retry_backoff": old.retry_backoff,
-            "timeout": old.timeout,
-            "jitter": old.jitter,
-            "misfire": old.misfire.value,
-            "misfire_grace": old.misfire_grace,
-        }
+        merged: dict[str, Any] = {"task_name": name, **old.options()}
         if old.kind == "once" and not {"interval", "cron", "run_at"} & set(changes):
             merged["run_at"] = utc(task.next_run)  # a one-shot task keeps its time
         if "interval" in changes and "cron" not in changes:
@@ -391,18 +371,12 @@ class Quiv(_Engine, _DeclarativeMixin):
         self._dispatcher.note_caller()
         with self._lock:
             task = self._task_locked(task_id)
-            persister = self._store_locked()
+            self._store_locked()  # refuses after shutdown
             listeners = self._listeners[Event.TASK_REMOVED]
             snapshot = task.model() if listeners else None
-            del self._tasks[task.id]
-            task.removed = True
-            task.version += 1
-            job = task.running
-            if job is not None and job.cancel_reason is None:
-                job.cancel_reason = "cancelled: its task was removed"
-                job.stop.set()
-            persister.task_deleted(task.id)
-        self._dispatcher.forget(task.id)
+            self._delete_task_locked(task)
+            if task.running is not None:
+                task.running.request_stop("cancelled: its task was removed")
         if snapshot is not None:
             self._dispatcher.emit(listeners, (Event.TASK_REMOVED, snapshot))
 
@@ -507,11 +481,7 @@ class Quiv(_Engine, _DeclarativeMixin):
         """Set a running job's stop event; False if no such job is running."""
         with self._lock:
             job = self._live_jobs.get(_check_id(job_id, "job_id"))
-            if job is None or job.stop.is_set():
-                return False
-            job.cancel_reason = "cancelled by cancel_job()"
-            job.stop.set()
-            return True
+            return job is not None and job.request_stop("cancelled by cancel_job()")
 
     def get_job(self, job_id: str) -> Job:
         """The job with this id (running, or finished within the retention window)."""

@@ -133,11 +133,18 @@ class JobState:
     error: str | None = None
     attempt: int = 1
     retry_of: str | None = None
-    timed_out: bool = False
     stop: StopEvent = field(default_factory=StopEvent)
     cancel_reason: str | None = None
     #: Called (outside the lock) with the job when it ends; see Quiv.wait_for_job.
     waiters: list[Callable[[JobState], None]] | None = None
+
+    def request_stop(self, reason: str) -> bool:
+        """Set the stop event with ``reason`` (call with the scheduler lock held); False if already set."""
+        if self.stop.is_set():
+            return False
+        self.cancel_reason = reason
+        self.stop.set()
+        return True
 
     def row(self) -> JobRow:
         ended = self.ended

@@ -160,11 +160,6 @@ class SQLiteStore:
         with self._lock, self._guard("read"), self._engine.connect() as conn:
             return {str(status): int(count) for status, count in conn.execute(query)}
 
-    def list_tasks(self) -> list[TaskRow]:
-        query = select(_task_table).order_by(_task_table.c.created_at)
-        with self._lock, self._guard("read"), self._engine.connect() as conn:
-            return [TaskRow(*row) for row in conn.execute(query)]
-
     # --- lifecycle ----------------------------------------------------------
     def close(self) -> None:
         with self._lock:
