@@ -350,8 +350,13 @@ class SchedulerMachine(RuleBasedStateMachine):
 
     @rule(index=st.integers(0, 99), unknown=st.booleans())
     def cancel(self, index: int, unknown: bool) -> None:
+        # Job ids are random: order them by task, then by start, so the same draws pick
+        # the same job in every run (hypothesis replays runs and needs that).
         with self.rec.cond:
-            job_ids = sorted(self.rec.starts)
+            by_task: dict[str, list[str]] = {}
+            for started_id, starts in self.rec.starts.items():
+                by_task.setdefault(starts[0].task_id, []).append(started_id)
+        job_ids = [j for key in self.order for j in by_task.get(self.tasks[key].id, [])]
         if unknown or not job_ids:
             assert self.scheduler.cancel_job("no-such-job") is False
             return
