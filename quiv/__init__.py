@@ -12,16 +12,20 @@ import contextlib
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from quiv._clock import Clock, SystemClock
 from quiv._config import QuivConfig
-from quiv._context import get_current_job_id, get_current_task_id, get_current_task_name
-from quiv._decorators import (
+from quiv._core.clock import Clock, SystemClock
+from quiv._core.context import get_current_job_id, get_current_task_id, get_current_task_name
+from quiv._core.scheduler import Quiv
+from quiv._declare.decorators import (
     JobListenerDecorator,
     ListenerSpec,
     TaskDecorator,
     TaskListenerDecorator,
     TaskSpec,
 )
+from quiv._declare.registry import TaskRegistry
+from quiv._delivery.main import run_on_main
+from quiv._delivery.progress import ProgressReport
 from quiv._enums import Event, JobStatus, TaskStatus
 from quiv._exceptions import (
     AmbiguousTaskError,
@@ -40,10 +44,6 @@ from quiv._exceptions import (
     TaskNotMaterializedError,
     TaskNotScheduledError,
 )
-from quiv._main import run_on_main
-from quiv._progress import ProgressReport
-from quiv._registry import TaskRegistry
-from quiv._scheduler import Quiv
 from quiv._subprocess import run_subprocess
 from quiv.types import (
     JobEvent,

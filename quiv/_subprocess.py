@@ -11,9 +11,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from quiv._context import current_stop_event
+from quiv._core.context import current_stop_event
+from quiv._core.stop import StopEvent
 from quiv._exceptions import InvalidArgumentError
-from quiv._stop import StopEvent
 
 __all__ = ["run_subprocess"]
 

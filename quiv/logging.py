@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 
-from quiv._context import get_current_job_id, get_current_task_id, get_current_task_name
+from quiv._core.context import get_current_job_id, get_current_task_id, get_current_task_name
 
 __all__ = ["JobContextFilter"]
 

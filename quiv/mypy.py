@@ -34,13 +34,13 @@ __all__ = ["INJECTION", "QuivPlugin", "plugin"]
 #: The error code of every report; silence one with ``# type: ignore[quiv-injection]``.
 INJECTION = ErrorCode("quiv-injection", "Check handler parameters that quiv injects", "quiv")
 
-_DECORATOR_CALL = "quiv._decorators.TaskDecorator.__call__"
-_DECORATOR_MODULE = "quiv._decorators"
+_DECORATOR_CALL = "quiv._declare.decorators.TaskDecorator.__call__"
+_DECORATOR_MODULE = "quiv._declare.decorators"
 
 #: Injected name -> (module, class) of what quiv passes, and how to say it.
 _INJECTED: dict[str, tuple[str, str, str]] = {
     "_job_id": ("builtins", "str", "the job id (a str)"),
-    "_stop_event": ("quiv._stop", "StopEvent", "a threading.Event"),
+    "_stop_event": ("quiv._core.stop", "StopEvent", "a threading.Event"),
     "_progress_hook": ("quiv.types", "ProgressHook", "a quiv.types.ProgressHook"),
 }
 _KEYWORD_KINDS = (ARG_POS, ARG_OPT, ARG_NAMED, ARG_NAMED_OPT)
@@ -105,7 +105,7 @@ class QuivPlugin(Plugin):
     def get_additional_deps(self, file: MypyFile) -> list[tuple[int, str, int]]:
         # What the checks compare against must be loaded wherever the decorator is.
         if file.fullname == _DECORATOR_MODULE:
-            return [(10, "quiv._stop", -1), (10, "quiv.types", -1)]
+            return [(10, "quiv._core.stop", -1), (10, "quiv.types", -1)]
         return []
 
 

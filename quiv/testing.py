@@ -23,12 +23,12 @@ from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from quiv._core.scheduler import Quiv
+from quiv._declare.registry import TaskRegistry
 from quiv._enums import Event, TaskStatus
-from quiv._registry import TaskRegistry
-from quiv._scheduler import Quiv
 
 if TYPE_CHECKING:
-    from quiv._clock import Clock
+    from quiv._core.clock import Clock
     from quiv.models import Job, Task
     from quiv.types import TaskId
 

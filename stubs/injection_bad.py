@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable
 
 from quiv import Quiv
-from quiv._registry import TaskRegistry
+from quiv._declare.registry import TaskRegistry
 
 scheduler = Quiv()
 registry = TaskRegistry()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from quiv import Event, Quiv
-from quiv._registry import TaskRegistry
+from quiv._declare.registry import TaskRegistry
 from quiv.models import Job, Task
 
 scheduler = Quiv()

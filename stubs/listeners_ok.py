@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing_extensions import assert_type
 
 from quiv import Event, Quiv
-from quiv._decorators import JobListenerDecorator, TaskListenerDecorator
-from quiv._registry import TaskRegistry
+from quiv._declare.decorators import JobListenerDecorator, TaskListenerDecorator
+from quiv._declare.registry import TaskRegistry
 from quiv.models import Job, Task
 
 scheduler = Quiv()

@@ -9,8 +9,8 @@ from typing import Any
 from typing_extensions import assert_type
 
 from quiv import Quiv
-from quiv._decorators import TaskDecorator
-from quiv._registry import TaskRegistry
+from quiv._declare.decorators import TaskDecorator
+from quiv._declare.registry import TaskRegistry
 from quiv.types import ProgressHook
 
 scheduler = Quiv()

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket
 
+from quiv._delivery.progress import ProgressReport
 from quiv._enums import Event
 from quiv._exceptions import InvalidArgumentError
-from quiv._progress import ProgressReport
 from quiv.fastapi._schemas import (
     HelloMessage,
     JobEventMessage,

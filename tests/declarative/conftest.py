@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from quiv import Quiv
-from quiv._registry import TaskRegistry
+from quiv._declare.registry import TaskRegistry
 from quiv.testing import ManualClock
 
 #: Writes files under a fresh sys.path entry: {"pkg/__init__.py": "source", ...} -> that root.

@@ -8,13 +8,13 @@ import sys
 import pytest
 
 from quiv import InvalidArgumentError, Quiv, QuivError
-from quiv._discovery import DiscoveryError
-from quiv._registry import TaskRegistry
+from quiv._declare.discovery import DiscoveryError
+from quiv._declare.registry import TaskRegistry
 
 from .conftest import WritePackage
 
 REGISTRY = """
-from quiv._registry import TaskRegistry
+from quiv._declare.registry import TaskRegistry
 registry = TaskRegistry()
 imported = []
 """

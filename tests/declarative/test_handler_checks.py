@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NewType, Optional, Protocol, U
 import pytest
 
 from quiv import HandlerRegistrationError, Quiv
-from quiv._validation import check_task_handler, source_location
+from quiv._declare.checks import check_task_handler, source_location
 from quiv.types import ProgressHook
 
 if TYPE_CHECKING:

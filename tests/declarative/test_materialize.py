@@ -18,8 +18,8 @@ from quiv import (
     Quiv,
     TaskNotFoundError,
 )
-from quiv._decorators import AmbiguousTaskError, TaskNotMaterializedError
-from quiv._registry import TaskRegistry
+from quiv._declare.decorators import AmbiguousTaskError, TaskNotMaterializedError
+from quiv._declare.registry import TaskRegistry
 from quiv.models import Job, Task
 from quiv.testing import JobRecorder, ManualClock, fresh_scheduler, run_now
 from quiv.types import ProgressHook

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from quiv import Quiv
+from quiv._declare.registry import TaskRegistry
 from quiv._exceptions import QuivError
-from quiv._registry import TaskRegistry
 
 
 def _options(func: Any, *, skip: tuple[str, ...]) -> dict[str, tuple[object, str]]:

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from quiv import Event, JobStatus, Quiv
-from quiv._registry import TaskRegistry
+from quiv._declare.registry import TaskRegistry
 from quiv.models import Job, Task
 from quiv.testing import JobRecorder, ManualClock, fresh_scheduler, run_now
 

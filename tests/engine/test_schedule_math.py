@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from quiv._schedule import next_run_after
+from quiv._schedule.triggers import next_run_after
 
 
 def at(clock: str) -> float:

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from quiv import ConfigurationError
-from quiv._cron import CronSchedule
+from quiv._schedule.cron import CronSchedule
 
 NY = "America/New_York"
 BERLIN = "Europe/Berlin"

@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from quiv._options import TaskSettings
-from quiv._policies import Misfire, jittered, late_run_decision, retry_delay
-from quiv._schedule import first_run, next_regular_run
+from quiv._schedule.options import TaskSettings
+from quiv._schedule.policies import Misfire, jittered, late_run_decision, retry_delay
+from quiv._schedule.triggers import first_run, next_regular_run
 
 #: 2024-01-01 00:00 UTC: an exact number of minutes, so cron rows are easy to read.
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc).timestamp()

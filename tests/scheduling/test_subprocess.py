@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from quiv import ConfigurationError, JobStatus, run_subprocess
-from quiv._stop import StopEvent
+from quiv._core.stop import StopEvent
 from quiv.testing import ManualClock
 
 from .support import DEADLINE, QuivFactory

@@ -1,6 +1,6 @@
 """Handler checks run when a task or listener is declared, so mistakes fail at import.
 
-The options themselves are validated by ``quiv._options.TaskSettings``, the
+The options themselves are validated by ``quiv._schedule.options.TaskSettings``, the
 code ``add_task`` uses. :func:`check_task_handler` and :func:`check_listener`
 look at a handler's signature: the injected
 parameters (kind and annotation) and whether the declared ``args``/``kwargs``
@@ -22,9 +22,9 @@ from typing import Any
 
 from typing_extensions import get_protocol_members, is_protocol
 
+from quiv._core.handlers import INJECTED_NAMES, describe, injection_plan
+from quiv._core.stop import StopEvent
 from quiv._exceptions import HandlerRegistrationError
-from quiv._handlers import INJECTED_NAMES, describe, injection_plan
-from quiv._stop import StopEvent
 from quiv.types import ProgressHook
 
 __all__ = [

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from quiv._clock import Clock
+from quiv._core.clock import Clock
 
 __all__ = ["Watchdog"]
 

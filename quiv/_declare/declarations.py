@@ -19,7 +19,8 @@ from collections.abc import Callable, Hashable, Iterable
 from datetime import datetime, tzinfo
 from typing import Any, Protocol, cast, overload
 
-from quiv._decorators import (
+from quiv._core.handlers import describe
+from quiv._declare.decorators import (
     AmbiguousTaskError,
     JobListenerDecorator,
     TaskDecorator,
@@ -29,12 +30,11 @@ from quiv._decorators import (
     callable_key,
     listener_decorator,
 )
-from quiv._discovery import check_patterns, discover
+from quiv._declare.discovery import check_patterns, discover
+from quiv._declare.registry import TaskRegistry
 from quiv._enums import Event
 from quiv._exceptions import InvalidArgumentError, SchedulerStoppedError, TaskNotFoundError
-from quiv._handlers import describe
-from quiv._options import MisfirePolicy, TaskSettings
-from quiv._registry import TaskRegistry
+from quiv._schedule.options import MisfirePolicy, TaskSettings
 from quiv.types import JobEvent, TaskEvent, TaskId
 
 __all__ = ["_DeclarativeMixin"]

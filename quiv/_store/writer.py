@@ -14,9 +14,9 @@ import logging
 import threading
 from typing import Any
 
-from quiv._clock import Clock
+from quiv._core.clock import Clock
+from quiv._core.task import JobState, TaskState
 from quiv._exceptions import DatabaseError
-from quiv._state import JobState, TaskState
 from quiv._store.base import JobRow, Store, TaskRow
 
 __all__ = ["Persister"]

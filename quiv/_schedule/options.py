@@ -10,9 +10,9 @@ from datetime import datetime, timezone, tzinfo
 from typing import Any, Literal, TypedDict
 
 from quiv._config import resolve_timezone
-from quiv._cron import CronSchedule
 from quiv._exceptions import ConfigurationError, HandlerRegistrationError, InvalidArgumentError
-from quiv._policies import Misfire
+from quiv._schedule.cron import CronSchedule
+from quiv._schedule.policies import Misfire
 
 __all__ = ["MisfirePolicy", "TaskChanges", "TaskSettings", "check_seconds", "check_task_name"]
 

@@ -19,19 +19,19 @@ from collections.abc import Callable
 from datetime import tzinfo
 from typing import TYPE_CHECKING, Any
 
-from quiv._clock import Clock
-from quiv._context import current_job_id, current_scheduler, current_stop_event, current_task
-from quiv._dispatch import Dispatcher, run_coroutine_blocking, set_in_job_thread
+from quiv._core.clock import Clock
+from quiv._core.context import current_job_id, current_scheduler, current_stop_event, current_task
+from quiv._core.ids import new_id
+from quiv._core.task import JobState, TaskState, utc
+from quiv._core.watchdog import Watchdog
+from quiv._delivery.dispatch import Dispatcher, run_coroutine_blocking, set_in_job_thread
+from quiv._delivery.progress import ProgressReport
 from quiv._enums import Event, JobStatus, TaskStatus
 from quiv._exceptions import SchedulerStoppedError
-from quiv._ids import new_id
-from quiv._persist import Persister
-from quiv._policies import Misfire, late_run_decision, retry_delay
-from quiv._progress import ProgressReport
-from quiv._schedule import next_regular_run
-from quiv._state import JobState, TaskState, utc
+from quiv._schedule.policies import Misfire, late_run_decision, retry_delay
+from quiv._schedule.triggers import next_regular_run
 from quiv._store.base import Store
-from quiv._watchdog import Watchdog
+from quiv._store.writer import Persister
 
 if TYPE_CHECKING:
     from quiv.models import Job, Task

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from typing_extensions import Unpack
 
-from quiv._clock import Clock, SystemClock
 from quiv._config import (
     DEFAULT_POOL_SIZE,
     DEFAULT_RETENTION,
@@ -22,10 +21,15 @@ from quiv._config import (
     QuivConfig,
     resolve_timezone,
 )
-from quiv._context import current_scheduler
-from quiv._declarative import _DeclarativeMixin
-from quiv._dispatch import Dispatcher
-from quiv._engine import RUNNING, STOPPED, STOPPING, _Engine
+from quiv._core.clock import Clock, SystemClock
+from quiv._core.context import current_scheduler
+from quiv._core.engine import RUNNING, STOPPED, STOPPING, _Engine
+from quiv._core.handlers import injection_plan, is_async_callable
+from quiv._core.ids import new_id
+from quiv._core.task import JobState, TaskState, job_model, utc
+from quiv._declare.declarations import _DeclarativeMixin
+from quiv._delivery.dispatch import Dispatcher
+from quiv._delivery.progress import ProgressReport
 from quiv._enums import Event, JobStatus, TaskStatus
 from quiv._exceptions import (
     ConfigurationError,
@@ -37,12 +41,8 @@ from quiv._exceptions import (
     TaskNotFoundError,
     TaskNotScheduledError,
 )
-from quiv._handlers import injection_plan, is_async_callable
-from quiv._ids import new_id
-from quiv._options import MisfirePolicy, TaskChanges, TaskSettings, check_seconds
-from quiv._progress import ProgressReport
-from quiv._schedule import first_run
-from quiv._state import JobState, TaskState, job_model, utc
+from quiv._schedule.options import MisfirePolicy, TaskChanges, TaskSettings, check_seconds
+from quiv._schedule.triggers import first_run
 
 if TYPE_CHECKING:
     from quiv.models import Job, SchedulerStats, Task

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar, ParamSpec, TypeVar
 
+from quiv._declare.checks import SourceLocation, check_listener, check_task_handler, source_location
 from quiv._enums import JOB_EVENTS, Event
 from quiv._exceptions import (
     AmbiguousTaskError,
@@ -25,8 +26,7 @@ from quiv._exceptions import (
     InvalidArgumentError,
     TaskNotMaterializedError,
 )
-from quiv._options import TaskSettings
-from quiv._validation import SourceLocation, check_listener, check_task_handler, source_location
+from quiv._schedule.options import TaskSettings
 from quiv.types import JobListener, TaskListener
 
 __all__ = [

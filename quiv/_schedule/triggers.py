@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import random
 
-from quiv._options import TaskSettings
-from quiv._policies import Misfire, jittered
+from quiv._schedule.options import TaskSettings
+from quiv._schedule.policies import Misfire, jittered
 
 __all__ = ["first_run", "next_regular_run", "next_run_after"]
 

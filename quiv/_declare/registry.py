@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from datetime import datetime, tzinfo
 from typing import Any, Literal, Protocol, overload
 
-from quiv._decorators import (
+from quiv._declare.decorators import (
     JobListenerDecorator,
     ListenerSpec,
     TaskDecorator,
@@ -33,7 +33,7 @@ from quiv._decorators import (
 )
 from quiv._enums import Event
 from quiv._exceptions import ConfigurationError, InvalidArgumentError
-from quiv._options import MisfirePolicy
+from quiv._schedule.options import MisfirePolicy
 from quiv.types import JobEvent, TaskEvent
 
 __all__ = ["DeclarationBatch", "TaskRegistry", "declaration_batch"]

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from quiv._core.handlers import InjectionPlan
+from quiv._core.stop import StopEvent
 from quiv._enums import JobStatus, TaskStatus
-from quiv._handlers import InjectionPlan
-from quiv._options import TaskSettings
-from quiv._stop import StopEvent
+from quiv._schedule.options import TaskSettings
 from quiv._store.base import JobRow, TaskRow
 
 if TYPE_CHECKING:

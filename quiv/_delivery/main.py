@@ -8,9 +8,9 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from quiv._dispatch import in_job_thread, run_coroutine_blocking
+from quiv._core.scheduler import active_scheduler
+from quiv._delivery.dispatch import in_job_thread, run_coroutine_blocking
 from quiv._exceptions import InvalidArgumentError
-from quiv._scheduler import active_scheduler
 
 __all__ = ["run_on_main"]
 

@@ -16,8 +16,8 @@ import pkgutil
 import sys
 from collections.abc import Iterable
 
+from quiv._declare.registry import declaration_batch
 from quiv._exceptions import DiscoveryError, InvalidArgumentError
-from quiv._registry import declaration_batch
 
 __all__ = ["DiscoveryError", "discover"]
 
