@@ -1,34 +1,45 @@
-"""The public ``Quiv`` class: the API on top of the engine in ``_engine.py``."""
+"""``Quiv``: the public facade over the scheduler's parts.
+
+``Quiv`` holds its parts and contains no scheduling logic. A call checks its
+arguments (user code such as pickling runs here, before any lock), takes the
+engine's lock, calls one transition of the task's state machine
+(:mod:`quiv._core.task`), hands the resulting plan to the engine, and emits
+events once the lock is released.
+
+The parts: the :class:`~quiv._core.engine.Engine` (heap, workers, live jobs,
+waiters), the :class:`~quiv._declare.declarations.Declarations` (registry,
+decorators, materialisation), the :class:`~quiv._delivery.events.Listeners`
+and their :class:`~quiv._delivery.dispatch.Dispatcher`, and the
+:class:`~quiv._store.writer.Writer` in front of the store.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import logging
 import threading
-import time
-from collections.abc import Callable
-from datetime import datetime, tzinfo
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from datetime import tzinfo
+from typing import TYPE_CHECKING, Any, ClassVar, overload
 
 from typing_extensions import Unpack
 
-from quiv._config import (
-    DEFAULT_POOL_SIZE,
-    DEFAULT_RETENTION,
-    DEFAULT_TIMEZONE,
-    QuivConfig,
-    resolve_timezone,
-)
+from quiv._config import DEFAULT_POOL_SIZE, DEFAULT_RETENTION, DEFAULT_TIMEZONE, QuivConfig, resolve_timezone
 from quiv._core.clock import Clock, SystemClock
 from quiv._core.context import current_scheduler
-from quiv._core.engine import RUNNING, STOPPED, STOPPING, _Engine
+from quiv._core.engine import RUNNING, STOPPED, STOPPING, Engine
 from quiv._core.handlers import injection_plan, is_async_callable
 from quiv._core.ids import new_id
-from quiv._core.task import JobState, TaskState, job_model, utc
-from quiv._declare.declarations import _DeclarativeMixin
+from quiv._core.runner import JobRunner
+from quiv._core.task import TaskState, job_model, utc
+from quiv._core.waiters import AsyncWaiter, SyncWaiter, Waiter, release_all
+from quiv._declare.checks import check_task_handler
+from quiv._declare.declarations import Declarations
+from quiv._declare.decorators import JobListenerDecorator, TaskDecorator, TaskListenerDecorator
+from quiv._declare.registry import TaskRegistry
 from quiv._delivery.dispatch import Dispatcher
+from quiv._delivery.events import Listeners
 from quiv._delivery.progress import ProgressReport
 from quiv._enums import Event, JobStatus, TaskStatus
 from quiv._exceptions import (
@@ -41,16 +52,29 @@ from quiv._exceptions import (
     TaskNotFoundError,
     TaskNotScheduledError,
 )
-from quiv._schedule.options import MisfirePolicy, TaskChanges, TaskSettings, check_seconds
-from quiv._schedule.triggers import first_run
+from quiv._schedule.options import (
+    POSITIONAL,
+    DeclaredOptions,
+    ScheduleOptions,
+    TaskChanges,
+    TaskSettings,
+    check_seconds,
+    check_task_name,
+)
+from quiv._store.base import Store
+from quiv._store.writer import Writer
+from quiv.types import JobEvent, TaskEvent, TaskId
 
 if TYPE_CHECKING:
     from quiv.models import Job, SchedulerStats, Task
 
-__all__ = ["Quiv"]
+__all__ = ["Quiv", "active_scheduler"]
 
 #: How long shutdown() waits for running jobs to notice their stop event, by default.
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+
+#: update_task options that give the task a new schedule, starting from now.
+_RESCHEDULING = frozenset({"interval", "cron", "cron_timezone", "fixed_interval", "delay", "run_at"})
 
 
 def _check_id(value: object, what: str) -> str:
@@ -59,13 +83,22 @@ def _check_id(value: object, what: str) -> str:
     return value
 
 
-class Quiv(_Engine, _DeclarativeMixin):
+def _open_sqlite() -> Store:
+    from quiv._store.sqlite import SQLiteStore
+
+    return SQLiteStore()
+
+
+class Quiv:
     """An in-process scheduler running sync and async handlers on a thread pool.
 
     Build it anywhere (no event loop needed), add tasks, then :meth:`start`
     it; :meth:`shutdown` stops it and deletes its private database. Every
     method may be called from any thread and from the main event loop.
     """
+
+    #: Builds the store on first use: the private temporary SQLite database.
+    _store_factory: ClassVar[Callable[[], Store]] = staticmethod(_open_sqlite)
 
     def __init__(
         self,
@@ -119,24 +152,55 @@ class Quiv(_Engine, _DeclarativeMixin):
         # light and nothing is created on disk until the first task or start().
         importlib.import_module("quiv._store.sqlite")
         # A clock may offer a cheaper timestamp(); any Clock works through now().
-        self._timestamp: Callable[[], float] = getattr(self._clock, "timestamp", None) or (
+        timestamp: Callable[[], float] = getattr(self._clock, "timestamp", None) or (
             lambda: self._clock.now().timestamp()
         )
+        self._now = timestamp
 
-        self._init_engine()
         self._dispatcher = Dispatcher(self.logger, main_loop)
-        self._init_declarative()
+        self._listeners = Listeners(self._dispatcher)
+        self._lock = threading.Lock()
+        self._writer = Writer(
+            type(self)._store_factory,
+            self._lock,
+            self._clock,
+            float(self.history_retention_seconds),
+            self.logger,
+        )
+        self._engine = Engine(
+            lock=self._lock,
+            pool_size=self.pool_size,
+            clock=self._clock,
+            timestamp=timestamp,
+            timezone=self.timezone,
+            listeners=self._listeners,
+            runner=JobRunner(self, self._listeners, self.logger, self._clock.now),
+            writer=self._writer,
+            logger=self.logger,
+        )
+        self._declarations = Declarations(
+            add_task=self._add_settings,
+            add_listener=self.add_listener,
+            is_running=lambda: self.running,
+            timezone=self.timezone,
+        )
 
     # ------------------------------------------------------------------ state
     @property
     def running(self) -> bool:
         """True between :meth:`start` and :meth:`shutdown`."""
-        return self._phase == RUNNING
+        return self._engine.phase == RUNNING
 
     @property
     def main_loop(self) -> asyncio.AbstractEventLoop | None:
         """The event loop callbacks are delivered to, if one is known and running."""
         return self._dispatcher.main_loop
+
+    def _open_locked(self) -> Writer:
+        """Refuse after shutdown; create the database on first use. Caller holds the lock."""
+        self._engine.check_open_locked()
+        self._writer.open()
+        return self._writer
 
     # -------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -148,21 +212,17 @@ class Quiv(_Engine, _DeclarativeMixin):
         """
         self._dispatcher.note_caller(bind=True)
         with self._lock:
-            if self._phase == RUNNING:
+            if self._engine.phase == RUNNING:
                 return
-            persister = self._store_locked()
-            self._phase = RUNNING
+            writer = self._open_locked()
+            self._engine.start_locked()
         _register_active(self)
         try:
-            self._materialize_declarations()
+            self._declarations.go_live()
         except BaseException:
             self.shutdown()
             raise
-        persister.start()
-        self._clock.subscribe(self._wake)
-        with self._lock:
-            if not self._threads:
-                self._spawn_worker_locked()
+        writer.start()
         self.logger.debug("quiv started with %d workers", self.pool_size)
 
     startup = start
@@ -173,46 +233,22 @@ class Quiv(_Engine, _DeclarativeMixin):
         Running jobs get their stop event set; shutdown waits up to ``timeout``
         seconds for them to return, then leaves any that ignore the event
         running on their (daemon) threads: their results are discarded.
+        Called from inside a job, it does not wait for that job.
         """
         timeout = check_seconds("timeout", timeout, positive=False)
         with self._lock:
-            if self._phase in (STOPPING, STOPPED):
+            if self._engine.phase in (STOPPING, STOPPED):
                 return
-            self._phase = STOPPING
-            for job in self._live_jobs.values():
-                job.request_stop("cancelled: the scheduler shut down")
-            self._leader_cond.notify_all()
-            self._follower_cond.notify_all()
-        deadline = time.monotonic() + timeout
-        self._clock.unsubscribe(self._wake)
-        self._watchdog.close()
-        with self._lock:
-            while self._busy and (remaining := deadline - time.monotonic()) > 0:
-                self._cond.wait(remaining)
-            stuck = self._busy
-            self._phase = STOPPED
-            waiters = [(w, job) for job in self._live_jobs.values() for w in self._take_waiters_locked(job)]
-            threads = list(self._threads)
-        for waiter, job in waiters:
-            self._call_waiters([waiter], job)
-        for thread in threads:
-            if thread is not threading.current_thread():
-                thread.join(max(0.0, deadline - time.monotonic()))
+        stuck = self._engine.stop(timeout)
         if stuck:
             self.logger.warning(
                 "quiv shut down with %d job(s) still running: their handlers ignored the stop event", stuck
             )
-        if self._persister is not None:
-            self._persister.close()
+        self._writer.close()
         _unregister_active(self)
         self.logger.debug("quiv shut down")
 
     stop = shutdown
-
-    def _wake(self) -> None:
-        """The clock jumped: let the leader re-read it."""
-        with self._lock:
-            self._leader_cond.notify_all()
 
     # ------------------------------------------------------------------ tasks
     def add_task(
@@ -226,75 +262,52 @@ class Quiv(_Engine, _DeclarativeMixin):
         args: tuple[Any, ...] | None = None,
         kwargs: dict[str, Any] | None = None,
         progress_callback: Callable[..., Any] | None = None,
-        *,
-        cron: str | None = None,
-        cron_timezone: str | tzinfo | None = None,
-        run_at: datetime | None = None,
-        max_retries: int = 0,
-        retry_backoff: float = 1.0,
-        timeout: float | None = None,
-        jitter: float = 0.0,
-        misfire: MisfirePolicy = "skip",
-        misfire_grace: float | None = None,
+        **options: Unpack[ScheduleOptions],
     ) -> str:
         """Schedule ``func`` and return the new task's id.
 
         The schedule is one of: every ``interval`` seconds (first run after
         ``delay`` seconds or at ``run_at``), a ``cron`` expression read in
         ``cron_timezone`` (default: the scheduler's timezone), or a single run
-        at ``run_at``. Everything is validated before anything is stored.
+        at ``run_at``. The keyword-only options (``cron``, ``cron_timezone``,
+        ``run_at``, ``max_retries``, ``retry_backoff``, ``timeout``,
+        ``jitter``, ``misfire``, ``misfire_grace``) are described in the
+        scheduling guide. Everything, the handler's signature included, is
+        validated before anything is stored.
         """
+        leading = (interval, delay, run_once, fixed_interval, args, kwargs, progress_callback)
+        given = dict(zip(POSITIONAL, leading, strict=True))
+        return self._add_options(task_name, func, {**given, **options})
+
+    def _add_options(self, task_name: str, func: Callable[..., Any], options: dict[str, Any]) -> str:
         if not callable(func):
             raise HandlerRegistrationError(f"func for task {task_name!r} must be callable, got {func!r}")
-        settings = TaskSettings.validate(
-            task_name=task_name,
-            interval=interval,
-            delay=delay,
-            run_once=run_once,
-            fixed_interval=fixed_interval,
-            args=args,
-            kwargs=kwargs,
-            progress_callback=progress_callback,
-            cron=cron,
-            cron_timezone=cron_timezone,
-            run_at=run_at,
-            max_retries=max_retries,
-            retry_backoff=retry_backoff,
-            timeout=timeout,
-            jitter=jitter,
-            misfire=misfire,
-            misfire_grace=misfire_grace,
-            default_timezone=self.timezone,
-        )
-        return self._add_validated(task_name, func, settings)
+        settings = TaskSettings.validate(options, task_name=task_name, default_timezone=self.timezone)
+        check_task_handler(func, options.get("args"), options.get("kwargs"))
+        return self._add_settings(task_name, func, settings)
 
-    def _add_validated(self, task_name: str, func: Callable[..., Any], settings: TaskSettings) -> str:
-        """Add a task whose options were already validated (by add_task or a declaration)."""
+    def _add_settings(self, task_name: str, func: Callable[..., Any], settings: TaskSettings) -> str:
+        """Add a task whose options and handler were checked (by add_task or a declaration)."""
         plan = injection_plan(func)
-        progress_callback = settings.progress_callback
+        callback = settings.progress_callback
+        progress_is_async = callback is not None and is_async_callable(callback)
         self._dispatcher.note_caller()
-        now = self._now()
-        nominal, actual = first_run(settings, now)
         task = TaskState(
             id=new_id(),
             name=task_name,
             func=func,
             plan=plan,
             settings=settings,
-            status=TaskStatus.ACTIVE,
-            next_run=actual,
-            created=now,
-            progress_is_async=progress_callback is not None and is_async_callable(progress_callback),
+            created=self._now(),
+            progress_is_async=progress_is_async,
         )
+        listeners = self._listeners.of(Event.TASK_ADDED)
         with self._lock:
-            persister = self._store_locked()
-            self._tasks[task.id] = task
-            self._schedule_locked(task, actual, nominal=nominal)
-            persister.task_changed(task)
-            listeners = self._listeners[Event.TASK_ADDED]
-            snapshot = task.model() if listeners else None
-        if snapshot is not None:
-            self._dispatcher.emit(listeners, (Event.TASK_ADDED, snapshot))
+            self._open_locked()
+            self._engine.add_locked(task)
+            view = task.view() if listeners else None
+        if view is not None:
+            self._listeners.emit_task(Event.TASK_ADDED, view, listeners)
         return task.id
 
     def update_task(self, task_id: str, **changes: Unpack[TaskChanges]) -> Task:
@@ -306,6 +319,7 @@ class Quiv(_Engine, _DeclarativeMixin):
         now (after ``delay`` or at ``run_at`` when given); otherwise the next
         run stays where it was unless ``delay``/``run_at`` move it. A running
         job is not affected. Fires ``TASK_UPDATED`` with the new task.
+        Concurrent updates of one task apply one after the other: none is lost.
         """
         unknown = set(changes) - set(TaskChanges.__annotations__)
         if unknown:
@@ -313,96 +327,84 @@ class Quiv(_Engine, _DeclarativeMixin):
         func = changes.get("func")
         if "func" in changes and not callable(func):
             raise HandlerRegistrationError(f"func must be callable, got {func!r}")
-        plan = injection_plan(func) if func is not None else None
-        with self._lock:
-            task = self._task_locked(task_id)
-            old = task.settings
-            name = changes.get("task_name", task.name)
-        merged: dict[str, Any] = {"task_name": name, **old.options()}
-        if old.kind == "once" and not {"interval", "cron", "run_at"} & set(changes):
-            merged["run_at"] = utc(task.next_run)  # a one-shot task keeps its time
-        if "interval" in changes and "cron" not in changes:
-            merged["cron"] = merged["cron_timezone"] = None
-        if "cron" in changes and "interval" not in changes:
-            merged["interval"] = None
-        merged.update({key: value for key, value in changes.items() if key != "func"})
-        if merged["cron"] is None:
-            merged["cron_timezone"] = None
-        settings = TaskSettings.validate(**merged, default_timezone=self.timezone)
-        reschedule = any(
-            key in changes
-            for key in ("interval", "cron", "cron_timezone", "fixed_interval", "delay", "run_at")
-        )
-        with self._lock:
-            task = self._task_locked(task_id)
-            persister = self._store_locked()
-            task.name = merged["task_name"]
-            task.settings = settings
-            task.progress_is_async = is_async_callable(settings.progress_callback)
-            if func is not None and plan is not None:
-                task.func, task.plan = func, plan
-            if reschedule:
-                nominal, actual = first_run(settings, self._now())
-                task.retry = None
-                if task.running is not None:
-                    task.requested, task.requested_forced = actual, False
-                    task.next_run = actual
-                    task.version += 1
-                elif task.status is TaskStatus.PAUSED:
-                    task.next_run = actual
-                else:
-                    self._schedule_locked(task, actual, nominal=nominal)
-            persister.task_changed(task)
-            snapshot = task.model()
-            listeners = self._listeners[Event.TASK_UPDATED]
+        if "task_name" in changes:
+            check_task_name(changes["task_name"])
+        options = {k: v for k, v in changes.items() if k not in ("func", "task_name")}
+        self._dispatcher.note_caller()
+        while True:
+            with self._lock:
+                task = self._task_locked(task_id)
+                base, old_func, next_run = task.settings, task.func, task.next_run
+                name = changes.get("task_name", task.name)
+            # Validation (and pickling new arguments) is user code: no lock held.
+            settings = base.merge(
+                options, task_name=name, default_timezone=self.timezone, keep_run_at=next_run
+            )
+            handler = func if func is not None else old_func
+            if func is not None or "args" in options or "kwargs" in options:
+                check_task_handler(handler, *_arguments(settings))
+            plan_of = injection_plan(handler)
+            progress_is_async = is_async_callable(settings.progress_callback)
+            with self._lock:
+                task = self._task_locked(task_id)
+                if task.settings is not base or task.func is not old_func:
+                    continue  # another update won the race: apply ours on top of it
+                self._open_locked()
+                task.name = name
+                if task.progress_is_async and not progress_is_async:
+                    self._dispatcher.forget(task.id)
+                task.progress_is_async = progress_is_async
+                task.func, task.plan = handler, plan_of
+                plan = task.update(settings, self._now(), reschedule=bool(_RESCHEDULING & set(changes)))
+                self._engine.apply_locked(task, plan)
+                view = task.view()
+            break
+        model = view.model()
+        listeners = self._listeners.of(Event.TASK_UPDATED)
         if listeners:
-            self._dispatcher.emit(listeners, (Event.TASK_UPDATED, snapshot))
-        return snapshot
+            self._dispatcher.emit(listeners, (Event.TASK_UPDATED, model))
+        return model
 
     def _task_locked(self, task_id: object) -> TaskState:
-        self._check_readable_locked()
-        task = self._tasks.get(_check_id(task_id, "task_id"))
+        self._engine.check_readable_locked()
+        task = self._engine.tasks.get(_check_id(task_id, "task_id"))
         if task is None:
             raise TaskNotFoundError(f"no task with id {task_id!r}")
         return task
 
     def remove_task(self, task_id: str) -> None:
-        """Delete a task; a job of it that is running gets its stop event set."""
+        """Delete a task; a job of it that is running gets its stop event set.
+
+        Callers blocked in :meth:`wait_for_task` on it get ``TaskNotFoundError``.
+        """
         self._dispatcher.note_caller()
         with self._lock:
             task = self._task_locked(task_id)
-            self._store_locked()  # refuses after shutdown
-            listeners = self._listeners[Event.TASK_REMOVED]
-            snapshot = task.model() if listeners else None
-            self._delete_task_locked(task)
-            if task.running is not None:
-                task.running.request_stop("cancelled: its task was removed")
-        if snapshot is not None:
-            self._dispatcher.emit(listeners, (Event.TASK_REMOVED, snapshot))
+            self._open_locked()  # refuses after shutdown
+            view = task.view()
+            self._engine.delete_locked(task)
+            job = task.running
+            stopping = job is not None and job.request_stop("cancelled: its task was removed")
+            waiters = self._engine.waiters.take("task", task.id)
+        if stopping and job is not None:
+            job.stop.set()
+        release_all(
+            waiters,
+            None,
+            TaskNotFoundError(f"task {task_id!r} was removed before a job of it ended"),
+            self.logger,
+        )
+        self._listeners.emit_task(Event.TASK_REMOVED, view)
 
     def pause_task(self, task_id: str) -> None:
         """Stop future runs of a task (a job already running finishes normally)."""
         self._dispatcher.note_caller()
         with self._lock:
             task = self._task_locked(task_id)
-            persister = self._store_locked()
-            task.status = TaskStatus.PAUSED
-            task.version += 1
-            task.retry = None
-            manual = task.manual_due
-            if manual is None:
-                task.requested = None
-                task.requested_forced = False
-            elif task.running is not None:
-                task.requested, task.requested_forced = manual, True
-            else:
-                # An explicit run_task_immediately() still happens; only the schedule stops.
-                self._schedule_locked(task, manual, forced=True)
-            persister.task_changed(task)
-            listeners = self._listeners[Event.TASK_PAUSED]
-            snapshot = task.model() if listeners else None
-        if snapshot is not None:
-            self._dispatcher.emit(listeners, (Event.TASK_PAUSED, snapshot))
+            self._open_locked()
+            self._engine.apply_locked(task, task.pause())
+            view = task.view()
+        self._listeners.emit_task(Event.TASK_PAUSED, view)
 
     def resume_task(self, task_id: str, delay: float = 0) -> None:
         """Re-activate a task; its next run is ``delay`` seconds from now (0: at once)."""
@@ -410,22 +412,10 @@ class Quiv(_Engine, _DeclarativeMixin):
         self._dispatcher.note_caller()
         with self._lock:
             task = self._task_locked(task_id)
-            persister = self._store_locked()
-            due = self._now() + delay_s
-            if task.running is not None:
-                task.status = TaskStatus.RUNNING
-                task.requested = due
-                task.requested_forced = False
-                task.next_run = due
-                task.version += 1
-            else:
-                task.status = TaskStatus.ACTIVE
-                self._schedule_locked(task, due)
-            persister.task_changed(task)
-            listeners = self._listeners[Event.TASK_RESUMED]
-            snapshot = task.model() if listeners else None
-        if snapshot is not None:
-            self._dispatcher.emit(listeners, (Event.TASK_RESUMED, snapshot))
+            self._open_locked()
+            self._engine.apply_locked(task, task.resume(self._now() + delay_s))
+            view = task.view()
+        self._listeners.emit_task(Event.TASK_RESUMED, view)
 
     def run_task_immediately(self, task_id: str) -> int:
         """Run a task now, outside its schedule; return the number of tasks queued (1).
@@ -436,32 +426,24 @@ class Quiv(_Engine, _DeclarativeMixin):
         """
         self._dispatcher.note_caller()
         with self._lock:
-            self._check_readable_locked()
-            task = self._tasks.get(_check_id(task_id, "task_id"))
+            self._engine.check_readable_locked()
+            task = self._engine.tasks.get(_check_id(task_id, "task_id"))
             if task is None:
                 raise HandlerNotRegisteredError(f"no handler is registered for task id {task_id!r}")
-            if task.run_once and task.started_once and task.retry is None:
+            if not task.can_run_now():
                 raise TaskNotScheduledError(
                     f"task {task_id!r} is a run-once task that has already started; it cannot run again"
                 )
-            persister = self._store_locked()
-            now = self._now()
-            forced = task.status is TaskStatus.PAUSED
-            task.manual_due = now
-            if task.running is not None:
-                task.requested = now
-                task.requested_forced = forced
-            else:
-                self._schedule_locked(task, now, forced=forced)
-            persister.task_changed(task)
+            self._open_locked()
+            self._engine.apply_locked(task, task.run_now(self._now()))
         return 1
 
     def get_task(self, task_id: str) -> Task:
         """The task with this id."""
         self._dispatcher.note_caller()
         with self._lock:
-            self._check_readable_locked()
-            return self._task_locked(task_id).model()
+            view = self._task_locked(task_id).view()
+        return view.model()
 
     def get_all_tasks(self, include_run_once: bool = False) -> list[Task]:
         """Every task in the order they were added; run-once tasks only if asked."""
@@ -469,37 +451,36 @@ class Quiv(_Engine, _DeclarativeMixin):
             raise InvalidArgumentError(f"include_run_once must be a bool, got {include_run_once!r}")
         self._dispatcher.note_caller()
         with self._lock:
-            self._check_readable_locked()
-            return [t.model() for t in self._tasks.values() if include_run_once or not t.run_once]
-
-    def _check_readable_locked(self) -> None:
-        if self._phase == STOPPED:
-            raise SchedulerStoppedError("the scheduler has been shut down and its database deleted")
+            self._engine.check_readable_locked()
+            views = [t.view() for t in self._engine.tasks.values() if include_run_once or not t.run_once]
+        return [view.model() for view in views]
 
     # ------------------------------------------------------------------- jobs
     def cancel_job(self, job_id: str) -> bool:
         """Set a running job's stop event; False if no such job is running."""
         with self._lock:
-            job = self._live_jobs.get(_check_id(job_id, "job_id"))
-            return job is not None and job.request_stop("cancelled by cancel_job()")
+            job = self._engine.live_jobs.get(_check_id(job_id, "job_id"))
+            stopping = job is not None and job.request_stop("cancelled by cancel_job()")
+        if stopping and job is not None:
+            job.stop.set()  # its callbacks (user code) run here, without the lock
+        return stopping
 
     def get_job(self, job_id: str) -> Job:
         """The job with this id (running, or finished within the retention window)."""
         _check_id(job_id, "job_id")
         self._dispatcher.note_caller()
         with self._lock:
-            self._check_readable_locked()
-            job = self._live_jobs.get(job_id)
-            if job is not None:
-                return job.model()
-            persister = self._persister
-        row = None
-        if persister is not None:
-            persister.flush()
-            row = persister.store.get_job(job_id)
-        if row is None:
+            self._engine.check_readable_locked()
+            job = self._engine.live_jobs.get(job_id)
+            row = job.row() if job is not None else None
+        if row is not None:
+            return job_model(row)
+        self._writer.flush()
+        store = self._writer.store
+        stored = store.get_job(job_id) if store is not None else None
+        if stored is None:
             raise JobNotFoundError(f"no job with id {job_id!r}")
-        return job_model(row)
+        return job_model(tuple(stored))
 
     def get_all_jobs(self, status: str | JobStatus | None = None) -> list[Job]:
         """Every job kept (oldest first), optionally only those with ``status``."""
@@ -511,97 +492,78 @@ class Quiv(_Engine, _DeclarativeMixin):
                 raise ConfigurationError(f"unknown job status {status!r}; expected one of {valid}") from None
         self._dispatcher.note_caller()
         with self._lock:
-            self._check_readable_locked()
-            persister = self._persister
-        if persister is None:
+            self._engine.check_readable_locked()
+        self._writer.flush()
+        store = self._writer.store
+        if store is None:
             return []
-        persister.flush()
-        return [job_model(row) for row in persister.store.list_jobs(None if status is None else status.value)]
+        return [job_model(tuple(row)) for row in store.list_jobs(None if status is None else status.value)]
 
     def wait_for_job(self, job_id: str, timeout: float | None = None) -> Job:
         """Block until the job ends (``TimeoutError`` after ``timeout`` s) and return it.
 
-        Wakes when the job ends; never polls. A job that already ended is
-        returned at once. Do not call this on the event loop: use
-        :meth:`wait_for_job_async` there.
+        Wakes when the job ends and returns its final state; never polls. A
+        job that already ended is returned at once. If the scheduler shuts
+        down before the job ends, raises ``SchedulerStoppedError``. Do not
+        call this on the event loop: use :meth:`wait_for_job_async` there.
         """
-        done = threading.Event()
-
-        def waiter(_job: JobState) -> None:
-            done.set()
-
-        if self._add_job_waiter(job_id, timeout, waiter) and not done.wait(timeout):
-            self._drop_job_waiter(job_id, waiter)
-            raise TimeoutError(f"job {job_id!r} did not end within {timeout} s")
-        return self.get_job(job_id)
+        waiter = SyncWaiter()
+        if not self._register("job", job_id, timeout, waiter):
+            return self.get_job(job_id)
+        return self._block(waiter, timeout, f"job {job_id!r} did not end within {timeout} s")
 
     async def wait_for_job_async(self, job_id: str, timeout: float | None = None) -> Job:
         """Like :meth:`wait_for_job`, awaited on the event loop without blocking it."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-
-        def settle() -> None:
-            if not future.done():
-                future.set_result(None)
-
-        def wake(_job: JobState) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop may be gone by then
-                loop.call_soon_threadsafe(settle)
-
-        if self._add_job_waiter(job_id, timeout, wake):
-            try:
-                await asyncio.wait_for(future, timeout)
-            except asyncio.TimeoutError:
-                raise TimeoutError(f"job {job_id!r} did not end within {timeout} s") from None
-            finally:
-                if not future.done():
-                    self._drop_job_waiter(job_id, wake)
-        return await asyncio.to_thread(self.get_job, job_id)
-
-    def _add_job_waiter(self, job_id: str, timeout: float | None, waiter: Callable[[JobState], None]) -> bool:
-        """Register ``waiter`` for a live job; False if the job is not running (nothing to wait for)."""
-        if timeout is not None:
-            check_seconds("timeout", timeout, positive=False)
-        with self._lock:
-            self._check_readable_locked()
-            job = self._live_jobs.get(_check_id(job_id, "job_id")) or self._ending.get(job_id)
-            if job is None:
-                return False
-            if job.waiters is None:
-                job.waiters = []
-            job.waiters.append(waiter)
-            return True
-
-    def _drop_job_waiter(self, job_id: str, waiter: Callable[[JobState], None]) -> None:
-        with self._lock:
-            job = self._live_jobs.get(job_id) or self._ending.get(job_id)
-            if job is not None and job.waiters and waiter in job.waiters:
-                job.waiters.remove(waiter)
+        waiter = AsyncWaiter(asyncio.get_running_loop())
+        if not self._register("job", job_id, timeout, waiter):
+            return await asyncio.to_thread(self.get_job, job_id)
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter.future), timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"job {job_id!r} did not end within {timeout} s") from None
+        finally:
+            if not waiter.future.done():
+                with self._lock:
+                    self._engine.waiters.discard(waiter)
+                waiter.future.cancel()
 
     def wait_for_task(self, task_id: str, timeout: float | None = None) -> Job:
-        """Block until the next job of the task ends (the running one, if any) and return it."""
+        """Block until the next job of the task ends (the running one, if any) and return it.
+
+        Raises ``TaskNotFoundError`` if the task is removed first and
+        ``SchedulerStoppedError`` if the scheduler shuts down first.
+        """
+        waiter = SyncWaiter()
+        self._register("task", task_id, timeout, waiter)
+        return self._block(waiter, timeout, f"no job of task {task_id!r} ended within {timeout} s")
+
+    def _register(self, kind: str, key: str, timeout: float | None, waiter: Waiter) -> bool:
+        """Register ``waiter``; False for a job that is not running (nothing to wait for)."""
         if timeout is not None:
             check_seconds("timeout", timeout, positive=False)
-        ended: list[JobState] = []
-        done = threading.Event()
-
-        def waiter(job: JobState) -> None:
-            ended.append(job)
-            done.set()
-
+        _check_id(key, f"{kind}_id")
+        engine = self._engine
         with self._lock:
-            task = self._task_locked(task_id)
-            if task.running is not None:
-                if task.running.waiters is None:
-                    task.running.waiters = []
-                task.running.waiters.append(waiter)
-            else:
-                if task.job_waiters is None:
-                    task.job_waiters = []
-                task.job_waiters.append(waiter)
-        if not done.wait(timeout):
-            raise TimeoutError(f"no job of task {task_id!r} ended within {timeout} s")
-        return self.get_job(ended[0].id)
+            engine.check_readable_locked()
+            if kind == "task":
+                self._task_locked(key)
+                if engine.phase == STOPPING:
+                    raise SchedulerStoppedError("the scheduler is shutting down")
+            elif key not in engine.live_jobs and key not in engine.ending:
+                return False
+            engine.waiters.add(kind, key, waiter)
+            return True
+
+    def _block(self, waiter: SyncWaiter, timeout: float | None, message: str) -> Job:
+        if not waiter.wait(timeout):
+            with self._lock:
+                self._engine.waiters.discard(waiter)
+            if not waiter.wait(0):  # released while we took the lock: take the result
+                raise TimeoutError(message)
+        if waiter.error is not None:
+            raise waiter.error
+        assert waiter.job is not None
+        return waiter.job
 
     def stats(self) -> SchedulerStats:
         """Counts a dashboard wants: tasks and jobs by status, workers in use, the oldest running job.
@@ -610,29 +572,31 @@ class Quiv(_Engine, _DeclarativeMixin):
         Every kept job lies in the retention window, so the window counts are
         the history's completed and failed counts.
         """
+        engine = self._engine
         with self._lock:
-            self._check_readable_locked()
+            engine.check_readable_locked()
             tasks_by_status = dict.fromkeys((s.value for s in TaskStatus), 0)
-            for task in self._tasks.values():
+            for task in engine.tasks.values():
                 tasks_by_status[task.status.value] += 1
-            oldest = min(self._live_jobs.values(), key=lambda job: job.started, default=None)
-            running = len(self._live_jobs)
-            busy = self._busy
-            persister = self._persister
+            oldest = min(engine.live_jobs.values(), key=lambda job: job.started, default=None)
+            oldest_id, oldest_started = (None, None) if oldest is None else (oldest.id, oldest.started)
+            running = len(engine.live_jobs)
+            busy = engine.busy
         from quiv.models import SchedulerStats
 
         jobs_by_status = dict.fromkeys((s.value for s in JobStatus), 0)
-        if persister is not None:
-            persister.flush()
-            jobs_by_status.update(persister.store.count_jobs())
+        self._writer.flush()
+        store = self._writer.store
+        if store is not None:
+            jobs_by_status.update(store.count_jobs())
         return SchedulerStats(
             tasks_by_status=tasks_by_status,
             jobs_by_status=jobs_by_status,
             running_jobs=running,
             pool_size=self.pool_size,
             free_workers=max(0, self.pool_size - busy),
-            oldest_running_job_id=None if oldest is None else oldest.id,
-            oldest_running_job_started_at=None if oldest is None else utc(oldest.started),
+            oldest_running_job_id=oldest_id,
+            oldest_running_job_started_at=None if oldest_started is None else utc(oldest_started),
             completed_in_window=jobs_by_status[JobStatus.COMPLETED.value],
             failed_in_window=jobs_by_status[JobStatus.FAILED.value],
             retention_seconds=float(self.history_retention_seconds),
@@ -646,18 +610,13 @@ class Quiv(_Engine, _DeclarativeMixin):
         if not callable(callback):
             raise HandlerRegistrationError(f"listener for {event.name} must be callable, got {callback!r}")
         self._dispatcher.note_caller()
-        with self._lock:
-            current = self._listeners[event]
-            if any(existing == callback for existing, _ in current):
-                return
-            self._listeners[event] = (*current, (callback, is_async_callable(callback)))
+        self._listeners.add(event, callback)
 
     def remove_listener(self, event: Event, callback: Callable[..., Any]) -> None:
         """Stop calling ``callback`` for ``event``; unknown callbacks are ignored."""
         if not isinstance(event, Event):
             raise ConfigurationError(f"event must be a quiv.Event member, got {event!r}")
-        with self._lock:
-            self._listeners[event] = tuple(item for item in self._listeners[event] if item[0] != callback)
+        self._listeners.remove(event, callback)
 
     def add_progress_listener(self, callback: Callable[[ProgressReport], Any]) -> None:
         """Also send every task's progress reports to ``callback`` as a :class:`ProgressReport`.
@@ -668,18 +627,71 @@ class Quiv(_Engine, _DeclarativeMixin):
         if not callable(callback):
             raise HandlerRegistrationError(f"progress listener must be callable, got {callback!r}")
         self._dispatcher.note_caller()
-        with self._lock:
-            if any(existing == callback for existing, _ in self._progress_listeners):
-                return
-            self._progress_listeners = (*self._progress_listeners, (callback, is_async_callable(callback)))
+        self._listeners.add(None, callback)
 
     def remove_progress_listener(self, callback: Callable[[ProgressReport], Any]) -> None:
         """Stop sending progress reports to ``callback``; unknown callbacks are ignored."""
-        with self._lock:
-            self._progress_listeners = tuple(item for item in self._progress_listeners if item[0] != callback)
+        self._listeners.remove(None, callback)
+
+    # ---------------------------------------------------------- declarations
+    @property
+    def registry(self) -> TaskRegistry:
+        """This scheduler's own registry: its declarations and every registry it includes."""
+        return self._declarations.registry
+
+    def task(self, interval: float | None = None, **options: Unpack[DeclaredOptions]) -> TaskDecorator:
+        """Declare the decorated function as a task, with the options of :meth:`add_task`.
+
+        The function is returned unchanged. ``name`` defaults to its
+        ``__name__``. Options and handler are checked now; the task is
+        created when the scheduler starts (at once if it is running).
+        """
+        return self._declarations.registry.task(interval, **options)
+
+    @overload
+    def on(self, event: TaskEvent, /, *events: TaskEvent) -> TaskListenerDecorator: ...
+    @overload
+    def on(self, event: JobEvent, /, *events: JobEvent) -> JobListenerDecorator: ...
+    def on(self, event: Event, /, *events: Event) -> TaskListenerDecorator | JobListenerDecorator:
+        """Declare the decorated function as a listener of these events (all ``TASK_*`` or all ``JOB_*``)."""
+        return self._declarations.registry.on(event, *events)  # type: ignore[call-overload,no-any-return]
+
+    def include_registry(self, registry: TaskRegistry) -> None:
+        """Take in every declaration of ``registry``, including those made after this call."""
+        self._declarations.registry.include_registry(registry)
+
+    def autodiscover(
+        self, *packages: str, exclude: Iterable[str] = (), include_private: bool = False
+    ) -> list[str]:
+        """Import every module of each package, recursively in name order, so their declarations run.
+
+        Modules and packages whose name starts with ``_`` are skipped unless
+        ``include_private``; ``exclude`` lists dotted names (with their
+        submodules) or glob patterns to skip. A module that fails to import
+        raises ``DiscoveryError`` and keeps none of its declarations.
+        Returns the modules visited; a call repeating an earlier successful
+        one does nothing and returns ``[]``.
+        """
+        return self._declarations.autodiscover(packages, exclude, include_private)
+
+    def task_id(self, func: Callable[..., Any], *, name: str | None = None) -> TaskId:
+        """The id of the task this scheduler created for the declared ``func``.
+
+        ``name`` picks one task when ``func`` is declared several times.
+        Raises ``TaskNotMaterializedError`` before ``start()``,
+        ``TaskNotFoundError`` if ``func`` is not declared here and
+        ``AmbiguousTaskError`` if several declarations match.
+        """
+        return self._declarations.task_id(func, name)
 
     def __repr__(self) -> str:
-        return f"<Quiv {self._phase} pool_size={self.pool_size} tasks={len(self._tasks)}>"
+        return f"<Quiv {self._engine.phase} pool_size={self.pool_size} tasks={len(self._engine.tasks)}>"
+
+
+def _arguments(settings: TaskSettings) -> tuple[Any, Any]:
+    import pickle
+
+    return pickle.loads(settings.args), pickle.loads(settings.kwargs)
 
 
 # ---------------------------------------------------------------- active ones

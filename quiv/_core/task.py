@@ -1,23 +1,39 @@
-"""In-memory records of tasks and jobs: the engine's source of truth while they live."""
+"""The task state machine and the record of a job.
+
+:class:`TaskState` holds a task's scheduling state and is the only code that
+changes it: every transition (add, pause, resume, run now, update, a job
+starting, a job ending, a late run skipped, removal) is one of its methods.
+Each returns a :data:`Plan` saying what the engine must do next (put a due
+time on the heap, or delete the task), so the rules live here once:
+
+* a run asked for with "run now" survives a pause (the task stays paused);
+* requests made while a job runs collapse into one run after it ends;
+* a pending retry is dropped by a pause, by a new schedule and by removal;
+* a task never has two jobs at once.
+
+The engine calls these methods with the scheduler lock held; none of them
+runs user code (no unpickling, no callbacks), and all are cheap.
+"""
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from quiv._core.handlers import InjectionPlan
+from quiv._core.ids import new_id
 from quiv._core.stop import StopEvent
 from quiv._enums import JobStatus, TaskStatus
 from quiv._schedule.options import TaskSettings
-from quiv._store.base import JobRow, TaskRow
+from quiv._schedule.policies import Misfire, late_run_decision, retry_delay
+from quiv._schedule.triggers import first_run, next_regular_run
 
 if TYPE_CHECKING:
     from quiv.models import Job, Task
 
-__all__ = ["JobState", "TaskState", "utc"]
+__all__ = ["Delete", "JobState", "Plan", "Schedule", "TaskState", "TaskView", "utc"]
 
 
 def utc(ts: float) -> datetime:
@@ -25,24 +41,72 @@ def utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, timezone.utc)
 
 
+class Schedule(NamedTuple):
+    """Put the task on the heap at ``due`` (``forced``: run even if paused)."""
+
+    due: float
+    version: int
+    forced: bool
+
+
+class Delete(NamedTuple):
+    """The task has no further run: delete it."""
+
+
+DELETE = Delete()
+#: What a transition asks of the engine: nothing, a heap entry, or deletion.
+Plan = Schedule | Delete | None
+
+
+class TaskView(NamedTuple):
+    """An immutable copy of what a public ``Task`` shows; taken under the lock, built outside it."""
+
+    id: str
+    name: str
+    status: TaskStatus
+    next_run: float
+    settings: TaskSettings
+
+    def model(self) -> Task:
+        """The public snapshot. Unpickles the arguments: call without the scheduler lock."""
+        from quiv.models import Task  # imported on first use: keeps `import quiv` light
+
+        try:
+            fields = self.settings.public_fields()
+        except Exception:
+            # Arguments that no longer unpickle fail their jobs (with a message saying
+            # so); a snapshot of the task must still be possible, so show none.
+            fields = {**self.settings.public_fields(convert=False), "args": (), "kwargs": {}}
+        return Task.model_construct(
+            id=self.id,
+            task_name=self.name,
+            status=self.status,
+            next_run_at=utc(self.next_run),
+            **fields,
+        )
+
+
 @dataclass(eq=False, slots=True)
 class TaskState:
+    """One task's scheduling state. Call every method with the scheduler lock held."""
+
     id: str
     name: str
     func: Callable[..., Any]
     plan: InjectionPlan
     settings: TaskSettings
-    status: TaskStatus
-    next_run: float
     created: float
     progress_is_async: bool
+    status: TaskStatus = TaskStatus.ACTIVE
+    #: When the task is next due (what ``Task.next_run_at`` shows).
+    next_run: float = 0.0
     #: Bumped whenever the schedule changes; heap entries with an older version are stale.
     version: int = 0
     running: JobState | None = None
-    #: A run asked for (run now / resume) while a job was running: start it when that job ends.
+    #: A run asked for while a job was running (run now / resume / update): it starts when that job ends.
     requested: float | None = None
     requested_forced: bool = False
-    #: When run_task_immediately() asked for a run that has not started yet (survives pause).
+    #: When "run now" asked for a run that has not started yet (it survives a pause).
     manual_due: float | None = None
     removed: bool = False
     started_once: bool = False
@@ -52,74 +116,191 @@ class TaskState:
     cycle_due: float | None = None
     #: The scheduled run's place in the schedule before jitter.
     nominal: float = 0.0
-    #: Called (outside the lock) with the next job of this task that ends; see Quiv.wait_for_task.
-    job_waiters: list[Callable[[JobState], None]] | None = None
+
+    # ----------------------------------------------------------------- views
+    def view(self) -> TaskView:
+        return TaskView(self.id, self.name, self.status, self.next_run, self.settings)
+
+    def row(self) -> tuple[Any, ...]:
+        """The store row: identity and state, then the options' columns."""
+        return (self.id, self.name, self.status.value, self.next_run, self.created, *self.settings.columns())
 
     @property
     def run_once(self) -> bool:
         return self.settings.once
 
-    @property
-    def progress_callback(self) -> Callable[..., Any] | None:
-        return self.settings.progress_callback
+    # ----------------------------------------------------------- transitions
+    def _schedule(self, due: float, *, forced: bool = False, nominal: float | None = None) -> Schedule:
+        self.version += 1
+        self.next_run = due
+        self.nominal = due if nominal is None else nominal
+        return Schedule(due, self.version, forced)
 
-    def row(self) -> TaskRow:
-        s = self.settings
-        return TaskRow(
-            self.id,
-            self.name,
-            s.args_blob,
-            s.kwargs_blob,
-            s.interval,
-            s.fixed_interval,
-            s.once,
-            self.status.value,
-            self.next_run,
-            self.created,
-            None if s.cron is None else s.cron.expression,
-            s.cron_timezone,
-            s.max_retries,
-            s.retry_backoff,
-            s.timeout,
-            s.jitter,
-            s.misfire.value,
-            s.misfire_grace,
-        )
+    def _hold(self, due: float) -> None:
+        """Show ``due`` as the next run without a heap entry (a job runs, or the task is paused)."""
+        self.version += 1
+        self.next_run = due
 
-    def model(self) -> Task:
-        """A public snapshot. Call with the scheduler lock held; unpickles the arguments."""
-        from quiv.models import Task  # imported on first use: keeps `import quiv` light
+    def add(self, now: float) -> Plan:
+        """A new task: its first run."""
+        nominal, actual = first_run(self.settings, now)
+        return self._schedule(actual, nominal=nominal)
 
-        s = self.settings
-        try:
-            args, kwargs = pickle.loads(s.args_blob), pickle.loads(s.kwargs_blob)
-        except Exception:
-            # Arguments that no longer unpickle fail their jobs (with a message saying
-            # so); a snapshot of the task must still be possible, so show none.
-            args, kwargs = (), {}
-        return Task.model_construct(
-            id=self.id,
+    def pause(self) -> Plan:
+        """Stop the schedule; an explicit "run now" still happens, a pending retry does not."""
+        self.status = TaskStatus.PAUSED
+        self.version += 1
+        self.retry = None
+        manual = self.manual_due
+        if manual is None:
+            self.requested, self.requested_forced = None, False
+            return None
+        if self.running is not None:
+            self.requested, self.requested_forced = manual, True
+            return None
+        return self._schedule(manual, forced=True)
+
+    def resume(self, due: float) -> Plan:
+        """Re-activate the task with its next run at ``due``."""
+        if self.running is not None:
+            self.status = TaskStatus.RUNNING
+            self.requested, self.requested_forced = due, False
+            self._hold(due)
+            return None
+        self.status = TaskStatus.ACTIVE
+        return self._schedule(due)
+
+    def can_run_now(self) -> bool:
+        """False for a run-once task whose one run has started (and is not being retried)."""
+        return not (self.run_once and self.started_once and self.retry is None)
+
+    def run_now(self, now: float) -> Plan:
+        """Run outside the schedule; a paused task runs once and stays paused."""
+        forced = self.status is TaskStatus.PAUSED
+        self.manual_due = now
+        if self.running is not None:
+            self.requested, self.requested_forced = now, forced
+            return None
+        return self._schedule(now, forced=forced)
+
+    def update(self, settings: TaskSettings, now: float, *, reschedule: bool) -> Plan:
+        """New options; with ``reschedule`` the new schedule starts from now."""
+        self.settings = settings
+        if not reschedule:
+            return None
+        nominal, actual = first_run(settings, now)
+        self.retry = None
+        if self.running is not None:
+            self.requested, self.requested_forced = actual, False
+            self._hold(actual)
+            return None
+        if self.status is TaskStatus.PAUSED:
+            self.next_run = actual
+            return None
+        return self._schedule(actual, nominal=nominal)
+
+    def remove(self) -> None:
+        self.removed = True
+        self.version += 1
+        self.retry = None
+
+    def is_due_entry(self, version: int) -> bool:
+        """True if a heap entry made at ``version`` is still the task's current one."""
+        return version == self.version and not self.removed
+
+    def take(self, due: float, forced: bool, now: float) -> tuple[bool, Plan]:
+        """A heap entry came due: ``(start a job?, plan)``.
+
+        The plan is what to do instead when no job starts: a run later than
+        ``misfire_grace`` allows is skipped and the next one planned.
+        """
+        if self.running is not None:  # defensive: never two jobs of one task
+            self.requested = due
+            return False, None
+        if self.status is TaskStatus.PAUSED and not forced:
+            return False, None
+        if not forced and self.retry is None and not late_run_decision(due, now, self.settings.misfire_grace):
+            planned = next_regular_run(self.settings, self.nominal, now, misfire=Misfire.SKIP)
+            if planned is None:
+                return False, DELETE
+            nominal, actual = planned
+            return False, self._schedule(actual, nominal=nominal)
+        return True, None
+
+    def start_job(self, due: float, now: float) -> JobState:
+        """A job of this task starts now (for the run due at ``due``)."""
+        retry = self.retry
+        if retry is not None:
+            attempt, retry_of = retry
+            self.retry = None
+            cycle_due = self.cycle_due if self.cycle_due is not None else due
+        else:
+            attempt, retry_of = 1, None
+            cycle_due = self.cycle_due = self.nominal
+        job = JobState(
+            id=new_id(),
+            task=self,
             task_name=self.name,
-            args=args,
-            kwargs=kwargs,
-            interval_seconds=s.interval,
-            fixed_interval=s.fixed_interval,
-            run_once=s.once,
-            status=self.status,
-            next_run_at=utc(self.next_run),
-            cron=None if s.cron is None else s.cron.expression,
-            cron_timezone=s.cron_timezone,
-            max_retries=s.max_retries,
-            retry_backoff=s.retry_backoff,
-            timeout=s.timeout,
-            jitter=s.jitter,
-            misfire=s.misfire.value,
-            misfire_grace=s.misfire_grace,
+            due=due,
+            cycle_due=cycle_due,
+            started=now,
+            attempt=attempt,
+            retry_of=retry_of,
         )
+        self.running = job
+        self.started_once = True
+        self.manual_due = None
+        if self.status is not TaskStatus.PAUSED:
+            self.status = TaskStatus.RUNNING
+        settings = self.settings
+        if settings.interval is not None and not settings.once:
+            self.next_run = cycle_due + settings.interval
+        return job
+
+    def end_job(self, job: JobState, now: float) -> Plan:
+        """The running job ended (its status is set): retry, plan the next run, or delete a run-once task."""
+        self.running = None
+        if self.removed:
+            return None
+        settings = self.settings
+        retry = (
+            job.status is JobStatus.FAILED
+            and not job.stop_requested()
+            and job.attempt <= settings.max_retries
+        )
+        if self.run_once and not retry:
+            return DELETE
+        if retry:
+            # Every attempt is its own job; retries keep the first attempt's place in the cadence.
+            self.retry = (job.attempt + 1, job.retry_of or job.id)
+            nominal = due = now + retry_delay(job.attempt, settings.retry_backoff)
+        else:
+            self.retry = None
+            self.cycle_due = None
+            planned = next_regular_run(settings, job.cycle_due, now, started=job.started)
+            if planned is None:
+                if self.status is TaskStatus.RUNNING:
+                    self.status = TaskStatus.ACTIVE
+                return None
+            nominal, due = planned
+        forced = False
+        if self.requested is not None:
+            # A run asked for while this job ran (run now / resume) replaces the plan.
+            nominal = due = self.requested
+            forced = self.requested_forced
+            self.requested, self.requested_forced = None, False
+        if self.status is TaskStatus.PAUSED and not forced:
+            self.next_run = due
+            return None
+        if self.status is TaskStatus.RUNNING:
+            self.status = TaskStatus.ACTIVE
+        return self._schedule(due, forced=forced, nominal=nominal)
 
 
 @dataclass(eq=False, slots=True)
 class JobState:
+    """One run of a task, from start to end."""
+
     id: str
     task: TaskState
     task_name: str
@@ -127,28 +308,34 @@ class JobState:
     started: float
     #: When the first attempt of this run was due, before jitter: where the cadence continues from.
     cycle_due: float = 0.0
-    forced: bool = False
-    status: JobStatus = JobStatus.SCHEDULED
+    status: JobStatus = JobStatus.RUNNING
     ended: float | None = None
     error: str | None = None
     attempt: int = 1
     retry_of: str | None = None
     stop: StopEvent = field(default_factory=StopEvent)
+    #: Why the job was asked to stop; set under the lock before the stop event is set outside it.
     cancel_reason: str | None = None
-    #: Called (outside the lock) with the job when it ends; see Quiv.wait_for_job.
-    waiters: list[Callable[[JobState], None]] | None = None
+    #: The watchdog's handle while the job has a timeout.
+    watch: object = None
+
+    def stop_requested(self) -> bool:
+        return self.cancel_reason is not None
 
     def request_stop(self, reason: str) -> bool:
-        """Set the stop event with ``reason`` (call with the scheduler lock held); False if already set."""
-        if self.stop.is_set():
+        """Mark the job as asked to stop (lock held); False if it already was.
+
+        The caller sets :attr:`stop` once it has released the lock: setting it
+        runs the callbacks subscribed to it, which are user code.
+        """
+        if self.cancel_reason is not None:
             return False
         self.cancel_reason = reason
-        self.stop.set()
         return True
 
-    def row(self) -> JobRow:
+    def row(self) -> tuple[Any, ...]:
         ended = self.ended
-        return JobRow(
+        return (
             self.id,
             self.task.id,
             self.task_name,
@@ -165,19 +352,20 @@ class JobState:
         return job_model(self.row())
 
 
-def job_model(row: JobRow) -> Job:
-    """Build the public model from a stored row."""
+def job_model(row: tuple[Any, ...]) -> Job:
+    """Build the public model from a job row (see :meth:`JobState.row`)."""
     from quiv.models import Job
 
+    job_id, task_id, task_name, status, started, ended, duration, error, attempt, retry_of = row
     return Job.model_construct(
-        id=row.id,
-        task_id=row.task_id,
-        task_name=row.task_name,
-        status=JobStatus(row.status),
-        started_at=utc(row.started_at),
-        ended_at=None if row.ended_at is None else utc(row.ended_at),
-        duration_seconds=row.duration_seconds,
-        error_message=row.error_message,
-        attempt=row.attempt,
-        retry_of=row.retry_of,
+        id=job_id,
+        task_id=task_id,
+        task_name=task_name,
+        status=JobStatus(status),
+        started_at=utc(started),
+        ended_at=None if ended is None else utc(ended),
+        duration_seconds=duration,
+        error_message=error,
+        attempt=attempt,
+        retry_of=retry_of,
     )

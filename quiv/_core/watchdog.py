@@ -6,7 +6,7 @@ import heapq
 import itertools
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from quiv._core.clock import Clock
 
@@ -26,22 +26,31 @@ class Watchdog(Generic[T]):
         self._clock = clock
         self._expire = expire
         self._cond = threading.Condition()
-        self._heap: list[tuple[float, int, T]] = []
+        self._heap: list[tuple[float, int, list[Any]]] = []
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
         self._closed = False
 
-    def watch(self, deadline: float, item: T) -> None:
+    def watch(self, deadline: float, item: T) -> object:
+        """Watch ``item`` until ``deadline``; return a handle for :meth:`unwatch`."""
+        entry: list[Any] = [item]
         with self._cond:
             if self._closed:
-                return
-            heapq.heappush(self._heap, (deadline, next(self._seq), item))
+                return entry
+            heapq.heappush(self._heap, (deadline, next(self._seq), entry))
             if self._thread is None:
                 self._clock.subscribe(self._wake)
                 self._thread = threading.Thread(target=self._run, name="quiv-timeouts", daemon=True)
                 self._thread.start()
-            elif self._heap[0][2] is item:
+            elif self._heap[0][2] is entry:
                 self._cond.notify()
+        return entry
+
+    def unwatch(self, handle: object) -> None:
+        """Stop watching: the item is released now, its heap slot later."""
+        with self._cond:
+            assert isinstance(handle, list)
+            handle.clear()
 
     def _wake(self) -> None:
         with self._cond:
@@ -56,7 +65,11 @@ class Watchdog(Generic[T]):
                     return
                 now = self._clock.now().timestamp()
                 while heap and heap[0][0] <= now:
-                    expired.append(heapq.heappop(heap)[2])
+                    entry = heapq.heappop(heap)[2]
+                    if entry:
+                        expired.append(entry[0])
+                while heap and not heap[0][2]:
+                    heapq.heappop(heap)
                 if not expired:
                     self._cond.wait(self._clock.wait_seconds(heap[0][0]) if heap else None)
                     continue

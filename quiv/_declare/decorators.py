@@ -14,7 +14,6 @@ import itertools
 import pickle
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, ClassVar, ParamSpec, TypeVar
 
 from quiv._declare.checks import SourceLocation, check_listener, check_task_handler, source_location
@@ -59,34 +58,24 @@ def callable_key(func: object) -> Hashable:
     return ("source", location.filename, location.lineno, location.qualname)
 
 
-def _frozen(value: object) -> Hashable:
-    try:
-        hash(value)
-    except TypeError:
-        return ("unhashable", id(value))
-    return value
-
-
 @dataclass(frozen=True, slots=True)
 class TaskOptions:
     """The options given to ``task(...)``, validated by the same code as ``add_task``.
 
-    ``values`` holds the ``add_task`` keyword options as given (``name=None``
-    means the function's name); ``settings`` is what the engine's validation
-    made of them.
+    ``given`` names the options passed explicitly (``name=None`` means the
+    function's name); ``settings`` is what validation made of them. The
+    arguments are kept pickled only, inside the settings.
     """
 
     name: str | None
-    values: Mapping[str, Any]
+    given: frozenset[str]
     settings: TaskSettings
 
     @classmethod
-    def validated(cls, name: str | None, **values: Any) -> TaskOptions:
+    def validated(cls, name: str | None, options: Mapping[str, Any]) -> TaskOptions:
         """Check the options exactly as ``add_task`` does and freeze them."""
-        settings = TaskSettings.validate(
-            task_name="(the function's name)" if name is None else name, **values
-        )
-        return cls(name, MappingProxyType(dict(values)), settings)
+        settings = TaskSettings.validate(options, task_name="(the function's name)" if name is None else name)
+        return cls(name, frozenset(options), settings)
 
     def spec_for(self, func: Callable[..., Any]) -> TaskSpec:
         """Check ``func`` against these options and build its spec."""
@@ -97,21 +86,15 @@ class TaskOptions:
                 raise HandlerRegistrationError(
                     f"cannot name a task after {func!r}: it has no __name__; pass name=..."
                 )
-        check_task_handler(func, self.settings.args, self.settings.kwargs)
+        settings = self.settings
+        check_task_handler(func, pickle.loads(settings.args), pickle.loads(settings.kwargs))
         return TaskSpec(func=func, name=name, options=self, location=source_location(func))
 
     def key(self) -> Hashable:
         """Equal for equal options; arguments compare pickled, callbacks by definition site."""
-        frozen: list[tuple[str, Hashable]] = []
-        for option, value in sorted(self.values.items()):
-            if option == "args":
-                value = self.settings.args_blob
-            elif option == "kwargs":
-                value = self.settings.kwargs_blob
-            elif option == "progress_callback" and value is not None:
-                value = callable_key(value)
-            frozen.append((option, _frozen(value)))
-        return tuple(frozen)
+        s = self.settings
+        callback = None if s.progress_callback is None else callable_key(s.progress_callback)
+        return (s.columns(), s.delay, s.run_at, callback)
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -133,20 +116,6 @@ class TaskSpec:
         object.__setattr__(self, "func_key", func_key)
         object.__setattr__(self, "key", (func_key, self.name, self.options.key()))
 
-    def add_task_arguments(self) -> dict[str, Any]:
-        """The keyword arguments of the ``add_task`` call that materialises this spec.
-
-        ``args``/``kwargs`` are rebuilt from the copies pickled at declaration,
-        so later changes to the objects given to ``task(...)`` do not leak in.
-        """
-        options = self.options
-        arguments = {"task_name": self.name, "func": self.func, **options.values}
-        if arguments.get("args") is not None:
-            arguments["args"] = pickle.loads(options.settings.args_blob)
-        if arguments.get("kwargs") is not None:
-            arguments["kwargs"] = pickle.loads(options.settings.kwargs_blob)
-        return arguments
-
 
 @dataclass(frozen=True, eq=False, slots=True)
 class ListenerSpec:
@@ -156,11 +125,12 @@ class ListenerSpec:
     events: tuple[Event, ...]
     location: SourceLocation | None
     sequence: int = field(default_factory=lambda: next(_sequence))
-    #: Equal for the same declaration reached twice.
+    #: Equal for the same callback declared twice for the same events. Identity is the
+    #: object: two closures from one factory are two listeners.
     key: Hashable = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "key", (callable_key(self.func), self.events))
+        object.__setattr__(self, "key", (("object", id(self.func)), self.events))
 
 
 class TaskDecorator:

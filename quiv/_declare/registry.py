@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, tzinfo
 from typing import Any, Literal, Protocol, overload
+
+from typing_extensions import Unpack
 
 from quiv._declare.decorators import (
     JobListenerDecorator,
@@ -33,7 +34,7 @@ from quiv._declare.decorators import (
 )
 from quiv._enums import Event
 from quiv._exceptions import ConfigurationError, InvalidArgumentError
-from quiv._schedule.options import MisfirePolicy
+from quiv._schedule.options import DeclaredOptions
 from quiv.types import JobEvent, TaskEvent
 
 __all__ = ["DeclarationBatch", "TaskRegistry", "declaration_batch"]
@@ -62,48 +63,13 @@ class TaskRegistry:
         self._observers: weakref.WeakSet[_Observer] = weakref.WeakSet()
 
     # ------------------------------------------------------------ declaring
-    def task(
-        self,
-        interval: float | None = None,
-        *,
-        delay: float = 0,
-        run_once: bool = False,
-        fixed_interval: bool = True,
-        name: str | None = None,
-        args: tuple[Any, ...] | None = None,
-        kwargs: dict[str, Any] | None = None,
-        progress_callback: Callable[..., Any] | None = None,
-        cron: str | None = None,
-        cron_timezone: str | tzinfo | None = None,
-        run_at: datetime | None = None,
-        max_retries: int = 0,
-        retry_backoff: float = 1.0,
-        timeout: float | None = None,
-        jitter: float = 0.0,
-        misfire: MisfirePolicy = "skip",
-        misfire_grace: float | None = None,
-    ) -> TaskDecorator:
+    def task(self, interval: float | None = None, **options: Unpack[DeclaredOptions]) -> TaskDecorator:
         """Declare the decorated function as a task; the options are those of ``add_task``."""
-        options = TaskOptions.validated(
-            name,
-            interval=interval,
-            delay=delay,
-            run_once=run_once,
-            fixed_interval=fixed_interval,
-            args=args,
-            kwargs=kwargs,
-            progress_callback=progress_callback,
-            cron=cron,
-            cron_timezone=cron_timezone,
-            run_at=run_at,
-            max_retries=max_retries,
-            retry_backoff=retry_backoff,
-            timeout=timeout,
-            jitter=jitter,
-            misfire=misfire,
-            misfire_grace=misfire_grace,
-        )
-        return TaskDecorator(self._declare, options)
+        given: dict[str, Any] = dict(options)
+        name = given.pop("name", None)
+        if interval is not None:
+            given["interval"] = interval
+        return TaskDecorator(self._declare, TaskOptions.validated(name, given))
 
     @overload
     def on(self, event: TaskEvent, /, *events: TaskEvent) -> TaskListenerDecorator: ...

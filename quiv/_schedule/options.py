@@ -1,36 +1,76 @@
-"""Every option of a task, validated in one place for ``add_task``, ``update_task`` and ``@task``."""
+"""The task option schema: every option of a task, declared once.
+
+Two declarations describe each option, both in this module:
+
+* :class:`TaskOptions` (and the ``TypedDict``\\ s around it) give the types
+  callers pass. ``add_task``, ``update_task``, ``@scheduler.task`` and
+  ``TaskRegistry.task`` take them through ``Unpack[...]``, so mypy checks
+  every call without the option list being written out again.
+* :class:`TaskSettings` holds the validated values. Each of its fields
+  carries the option's default, its checker, its doc line and, for options
+  that are stored, its column (the store's column and the public ``Task``
+  field of the same name).
+
+Everything else derives from these: the store's task columns
+(:data:`COLUMNS`, :meth:`TaskSettings.columns`), the public fields
+(:meth:`TaskSettings.public_fields`), the FastAPI schema (from the public
+``Task``), and update merging (:meth:`TaskSettings.merge`). Adding an option
+means adding it here, using it where it has an effect, and documenting it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NamedTuple
+
+from typing_extensions import TypedDict
 
 from quiv._config import resolve_timezone
 from quiv._exceptions import ConfigurationError, HandlerRegistrationError, InvalidArgumentError
 from quiv._schedule.cron import CronSchedule
 from quiv._schedule.policies import Misfire
 
-__all__ = ["MisfirePolicy", "TaskChanges", "TaskSettings", "check_seconds", "check_task_name"]
+__all__ = [
+    "COLUMNS",
+    "MAX_SECONDS",
+    "Column",
+    "DeclaredOptions",
+    "MisfirePolicy",
+    "ScheduleOptions",
+    "TaskChanges",
+    "TaskOptions",
+    "TaskSettings",
+    "check_seconds",
+    "check_task_name",
+]
 
 MisfirePolicy = Literal["skip", "run_once"]
 
+#: The largest number of seconds quiv accepts anywhere (100 years): every
+#: instant it leads to stays a valid datetime, and every wait a valid timeout.
+MAX_SECONDS = 100 * 365.25 * 86400.0
 
-class TaskChanges(TypedDict, total=False):
-    """What ``update_task`` may change: the options of ``add_task``, each optional."""
 
-    task_name: str
-    func: Callable[..., Any]
-    interval: float | None
+# ------------------------------------------------------------ what callers pass
+class _LeadingOptions(TypedDict, total=False):
+    """The options ``add_task`` also takes positionally, after ``interval`` (in this order)."""
+
     delay: float
     run_once: bool
     fixed_interval: bool
     args: tuple[Any, ...] | None
     kwargs: dict[str, Any] | None
     progress_callback: Callable[..., Any] | None
+
+
+class ScheduleOptions(TypedDict, total=False):
+    """The keyword-only options of ``add_task``."""
+
     cron: str | None
     cron_timezone: str | tzinfo | None
     run_at: datetime | None
@@ -42,6 +82,30 @@ class TaskChanges(TypedDict, total=False):
     misfire_grace: float | None
 
 
+class DeclaredOptions(_LeadingOptions, ScheduleOptions, total=False):
+    """What ``@scheduler.task(interval, ...)`` takes after ``interval``: the options and a name."""
+
+    name: str | None
+
+
+class TaskOptions(_LeadingOptions, ScheduleOptions, total=False):
+    """Every option of a task."""
+
+    interval: float | None
+
+
+class TaskChanges(TaskOptions, total=False):
+    """What ``update_task`` may change: any option, the name and the handler."""
+
+    task_name: str
+    func: Callable[..., Any]
+
+
+#: The positional order of ``add_task``'s options.
+POSITIONAL = ("interval", *_LeadingOptions.__annotations__)
+
+
+# ----------------------------------------------------------------- checkers
 def check_task_name(task_name: object) -> str:
     """Return ``task_name`` if it is a non-blank str, else raise."""
     if not isinstance(task_name, str):
@@ -52,10 +116,10 @@ def check_task_name(task_name: object) -> str:
 
 
 def check_seconds(name: str, value: object, *, positive: bool) -> float:
-    """``value`` as a finite float of seconds (> 0 or >= 0), else raise naming ``name``."""
+    """``value`` as a float of seconds (> 0 or >= 0, at most :data:`MAX_SECONDS`), else raise."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         number = float(value)
-        if (number > 0 if positive else number >= 0) and number < math.inf:
+        if (number > 0 if positive else number >= 0) and number <= MAX_SECONDS:
             return number  # the common case, checked cheaply; NaN fails every comparison
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidArgumentError(f"{name} must be a number of seconds, got {value!r}")
@@ -66,14 +130,29 @@ def check_seconds(name: str, value: object, *, positive: bool) -> float:
         raise ConfigurationError(f"{name} must be > 0, got {value!r}")
     if not positive and number < 0:
         raise ConfigurationError(f"{name} must be >= 0, got {value!r}")
-    return number
+    raise ConfigurationError(f"{name} must be at most {MAX_SECONDS:.0f} s (100 years), got {value!r}")
 
 
-def _optional_seconds(name: str, value: object, *, positive: bool) -> float | None:
-    return None if value is None else check_seconds(name, value, positive=positive)
+class _Context(NamedTuple):
+    task_name: object
 
 
-def _pickle(name: str, value: object) -> bytes:
+def _seconds(positive: bool, optional: bool) -> Callable[[str, object, _Context], Any]:
+    def check(name: str, value: object, _ctx: _Context) -> float | None:
+        if value is None and optional:
+            return None
+        return check_seconds(name, value, positive=positive)
+
+    return check
+
+
+def _flag(name: str, value: object, _ctx: _Context) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidArgumentError(f"{name} must be a bool, got {value!r}")
+    return value
+
+
+def _pickled(value: object, name: str) -> bytes:
     try:
         return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:
@@ -82,29 +161,175 @@ def _pickle(name: str, value: object) -> bytes:
         ) from exc
 
 
+def _args(name: str, value: object, _ctx: _Context) -> bytes:
+    if value is None:
+        value = ()
+    elif not isinstance(value, tuple):
+        raise InvalidArgumentError(f"args must be a tuple, got {type(value).__name__} {value!r}")
+    return _pickled(value, name)
+
+
+def _kwargs(name: str, value: object, _ctx: _Context) -> bytes:
+    if value is None:
+        value = {}
+    elif not isinstance(value, dict):
+        raise InvalidArgumentError(f"kwargs must be a dict, got {type(value).__name__} {value!r}")
+    elif not all(isinstance(key, str) for key in value):
+        raise InvalidArgumentError(f"kwargs keys must be str, got {list(value)!r}")
+    return _pickled(value, name)
+
+
+def _callback(name: str, value: object, ctx: _Context) -> Callable[..., Any] | None:
+    if value is not None and not callable(value):
+        raise HandlerRegistrationError(f"{name} for task {ctx.task_name!r} must be callable, got {value!r}")
+    return value
+
+
+def _cron(name: str, value: object, _ctx: _Context) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise InvalidArgumentError(f"{name} must be a str cron expression, got {value!r}")
+    return value
+
+
+def _timezone(name: str, value: object, _ctx: _Context) -> tzinfo | None:
+    return None if value is None else resolve_timezone(value)
+
+
+def _instant(name: str, value: object, _ctx: _Context) -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise InvalidArgumentError(f"{name} must be a datetime, got {value!r}")
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    return aware.timestamp()
+
+
+def _count(name: str, value: object, _ctx: _Context) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentError(f"{name} must be an int, got {value!r}")
+    if value < 0:
+        raise ConfigurationError(f"{name} must be >= 0, got {value!r}")
+    return value
+
+
+def _policy(name: str, value: object, _ctx: _Context) -> Misfire:
+    if not isinstance(value, str):
+        raise InvalidArgumentError(f"{name} must be 'skip' or 'run_once', got {value!r}")
+    try:
+        return Misfire(value)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be 'skip' or 'run_once', got {value!r}") from None
+
+
+# ----------------------------------------------------------------- the schema
+@dataclass(frozen=True, slots=True)
+class Column:
+    """How a stored option appears in the store and in the public ``Task``."""
+
+    name: str
+    sql: type  # the Python type SQLAlchemy maps: float, int, bool, str, bytes
+    nullable: bool
+    #: The column value, read from the settings (default: the option's value).
+    store: Callable[[TaskSettings], Any] | None = None
+    #: Settings value -> public ``Task`` field value (defaults to the column value).
+    public: Callable[[Any], Any] | None = None
+
+
+def _option(
+    default: object,
+    check: Callable[[str, object, _Context], Any],
+    doc: str,
+    column: Column | None = None,
+) -> Any:
+    return field(metadata={"default": default, "check": check, "doc": doc, "column": column})
+
+
+def _unpickle(blob: bytes) -> Any:
+    return pickle.loads(blob)
+
+
 @dataclass(frozen=True, slots=True)
 class TaskSettings:
-    """A task's options once validated. ``args_blob``/``kwargs_blob`` are the pickled arguments."""
+    """A task's options once validated; each field's metadata is the option's schema.
 
-    interval: float | None
-    delay: float
-    run_once: bool
-    fixed_interval: bool
-    args_blob: bytes
-    kwargs_blob: bytes
-    progress_callback: Callable[..., Any] | None
-    cron: CronSchedule | None
-    cron_timezone: str | None
-    run_at: float | None
-    max_retries: int
-    retry_backoff: float
-    timeout: float | None
-    jitter: float
-    misfire: Misfire
-    misfire_grace: float | None
-    args: tuple[Any, ...] = field(default=(), compare=False)
-    kwargs: dict[str, Any] = field(default_factory=dict, compare=False)
+    ``args``/``kwargs`` are kept pickled only, so the caller's objects are never
+    held and every run (and every snapshot) gets its own copy. ``cron`` is the
+    parsed expression, read in ``cron_timezone`` (``None``: the scheduler's).
+    """
 
+    interval: float | None = _option(
+        None, _seconds(True, True), "Seconds between runs.", Column("interval_seconds", float, True)
+    )
+    delay: float = _option(0, _seconds(False, False), "Seconds before the first run of an interval task.")
+    run_once: bool = _option(
+        False,
+        _flag,
+        "Run a single time, then delete the task.",
+        Column("run_once", bool, False, store=lambda s: s.once),
+    )
+    fixed_interval: bool = _option(
+        True,
+        _flag,
+        "True: runs keep the cadence of their due times; False: the interval counts from the end of a run.",
+        Column("fixed_interval", bool, False),
+    )
+    args: bytes = _option(
+        None, _args, "Positional arguments (pickled).", Column("args", bytes, False, public=_unpickle)
+    )
+    kwargs: bytes = _option(
+        None, _kwargs, "Keyword arguments (pickled).", Column("kwargs", bytes, False, public=_unpickle)
+    )
+    progress_callback: Callable[..., Any] | None = _option(
+        None, _callback, "Receives what the handler passes to _progress_hook, on the main loop."
+    )
+    cron: CronSchedule | None = _option(
+        None,
+        _cron,
+        "A cron expression; replaces interval.",
+        Column("cron", str, True, store=lambda s: _expr(s.cron)),
+    )
+    cron_timezone: tzinfo | None = _option(
+        None,
+        _timezone,
+        "The timezone the cron expression is read in (default: the scheduler's).",
+        Column("cron_timezone", str, True, store=lambda s: s.cron_timezone_name),
+    )
+    run_at: float | None = _option(None, _instant, "When the first (or only) run is due.")
+    max_retries: int = _option(
+        0, _count, "How many times a failed job is retried.", Column("max_retries", int, False)
+    )
+    retry_backoff: float = _option(
+        1.0,
+        _seconds(False, False),
+        "Seconds before the first retry; doubles each time.",
+        Column("retry_backoff", float, False),
+    )
+    timeout: float | None = _option(
+        None,
+        _seconds(True, True),
+        "Seconds a job may run before its stop event is set.",
+        Column("timeout", float, True),
+    )
+    jitter: float = _option(
+        0.0,
+        _seconds(False, False),
+        "Up to this many seconds of random delay on each run.",
+        Column("jitter", float, False),
+    )
+    misfire: Misfire = _option(
+        "skip",
+        _policy,
+        "Runs missed while the task could not start: 'skip' or 'run_once'.",
+        Column("misfire", str, False, store=lambda s: s.misfire.value),
+    )
+    misfire_grace: float | None = _option(
+        None,
+        _seconds(False, True),
+        "A run starting later than this after its due time is skipped.",
+        Column("misfire_grace", float, True),
+    )
+
+    # --- what the schedule is ------------------------------------------------
     @property
     def kind(self) -> Literal["interval", "cron", "once"]:
         if self.cron is not None:
@@ -116,136 +341,130 @@ class TaskSettings:
         """True when the task runs a single time (``run_once`` or a bare ``run_at``)."""
         return self.run_once or self.kind == "once"
 
-    def options(self) -> dict[str, Any]:
-        """The ``add_task`` options (bar the name) that validate back to these settings.
+    @property
+    def cron_timezone_name(self) -> str | None:
+        return None if self.cron is None else str(self.cron.tz)
 
-        First-run options are neutral (``delay=0``, ``run_at=None``): they are
-        spent once the task is scheduled. ``update_task`` starts from this.
-        """
+    # --- derived views ---------------------------------------------------------
+    def columns(self) -> tuple[Any, ...]:
+        """The stored options' values, in :data:`COLUMNS` order."""
+        return tuple(
+            getattr(self, name) if column.store is None else column.store(self) for name, column in _STORED
+        )
+
+    def public_fields(self, *, convert: bool = True) -> dict[str, Any]:
+        """The stored options as the public ``Task`` shows them (arguments unpickled if ``convert``)."""
         return {
-            "interval": self.interval,
-            "delay": 0,
-            "run_once": self.run_once,
-            "fixed_interval": self.fixed_interval,
-            "args": self.args,
-            "kwargs": self.kwargs,
-            "progress_callback": self.progress_callback,
-            "cron": None if self.cron is None else self.cron.expression,
-            "cron_timezone": None if self.cron is None else self.cron.tz,
-            "run_at": None,
-            "max_retries": self.max_retries,
-            "retry_backoff": self.retry_backoff,
-            "timeout": self.timeout,
-            "jitter": self.jitter,
-            "misfire": self.misfire.value,
-            "misfire_grace": self.misfire_grace,
+            column.name: value if column.public is None or not convert else column.public(value)
+            for column, value in zip(COLUMNS, self.columns(), strict=True)
         }
 
+    def in_timezone(self, tz: tzinfo) -> TaskSettings:
+        """These settings with a cron expression that has no timezone of its own read in ``tz``."""
+        if self.cron is None or self.cron_timezone is not None:
+            return self
+        return dataclasses.replace(self, cron=CronSchedule(self.cron.expression, tz))
+
+    # --- building ----------------------------------------------------------------
     @classmethod
     def validate(
-        cls,
+        cls, options: Mapping[str, object], *, task_name: object, default_timezone: tzinfo = timezone.utc
+    ) -> TaskSettings:
+        """Check every option given (the rest take their defaults) and freeze them; nothing is stored."""
+        check_task_name(task_name)
+        return _DEFAULTS.merge(options, task_name=task_name, default_timezone=default_timezone, fresh=True)
+
+    def merge(
+        self,
+        changes: Mapping[str, object],
         *,
         task_name: object,
-        interval: object,
-        delay: object,
-        run_once: object,
-        fixed_interval: object,
-        args: object,
-        kwargs: object,
-        progress_callback: object,
-        cron: object = None,
-        cron_timezone: object = None,
-        run_at: object = None,
-        max_retries: object = 0,
-        retry_backoff: object = 1.0,
-        timeout: object = None,
-        jitter: object = 0.0,
-        misfire: object = "skip",
-        misfire_grace: object = None,
-        default_timezone: tzinfo = timezone.utc,
+        default_timezone: tzinfo,
+        keep_run_at: float | None = None,
+        fresh: bool = False,
     ) -> TaskSettings:
-        """Check every option of a task (not the handler) and freeze them; nothing is stored."""
-        check_task_name(task_name)
-        interval_s = _optional_seconds("interval", interval, positive=True)
-        delay_s = check_seconds("delay", delay, positive=False)
-        if not isinstance(run_once, bool):
-            raise InvalidArgumentError(f"run_once must be a bool, got {run_once!r}")
-        if not isinstance(fixed_interval, bool):
-            raise InvalidArgumentError(f"fixed_interval must be a bool, got {fixed_interval!r}")
-        if args is None:
-            args = ()
-        elif not isinstance(args, tuple):
-            raise InvalidArgumentError(f"args must be a tuple, got {type(args).__name__} {args!r}")
-        if kwargs is None:
-            kwargs = {}
-        elif not isinstance(kwargs, dict):
-            raise InvalidArgumentError(f"kwargs must be a dict, got {type(kwargs).__name__} {kwargs!r}")
-        elif not all(isinstance(key, str) for key in kwargs):
-            raise InvalidArgumentError(f"kwargs keys must be str, got {list(kwargs)!r}")
-        if progress_callback is not None and not callable(progress_callback):
-            raise HandlerRegistrationError(
-                f"progress_callback for task {task_name!r} must be callable, got {progress_callback!r}"
-            )
+        """These settings with ``changes`` applied and the whole checked again.
 
-        # --- what kind of schedule: exactly one of interval / cron / run_at alone
-        tz_name: str | None = None
-        schedule: CronSchedule | None = None
-        if cron_timezone is not None and cron is None:
+        Only the changed options are checked (and pickled) again; the others
+        keep their validated value, so arguments stay what was passed at add
+        time. ``delay`` and ``run_at`` are spent once a task is scheduled: an
+        update starts them from neutral. Giving ``interval`` turns a cron task
+        into an interval task and ``cron`` the reverse. ``keep_run_at`` keeps a
+        one-shot task's time when the update gives no new schedule.
+        """
+        unknown = [name for name in changes if name not in _SCHEMA]
+        if unknown:
+            raise InvalidArgumentError(f"unknown task option(s): {', '.join(sorted(unknown))}")
+        ctx = _Context(task_name)
+        values: dict[str, Any] = {}
+        for name in _ORDER:
+            if name in changes:
+                values[name] = _SCHEMA[name]["check"](name, changes[name], ctx)
+        cron_expr: str | None
+        if fresh:
+            base: dict[str, Any] = {}
+            cron_expr = values.get("cron")
+        else:
+            base = {"delay": 0.0, "run_at": None}
+            if self.kind == "once" and not {"interval", "cron", "run_at"} & set(changes):
+                base["run_at"] = keep_run_at
+            if "interval" in changes and "cron" not in changes:
+                base["cron"] = base["cron_timezone"] = None
+            if "cron" in changes and "interval" not in changes:
+                base["interval"] = None
+            cron_expr = values["cron"] if "cron" in changes else base.get("cron", _expr(self.cron))
+        merged = {**{f.name: getattr(self, f.name) for f in _FIELDS}, **base, **values}
+        return _finish(merged, cron_expr, "cron_timezone" in changes, default_timezone)
+
+
+def _expr(cron: CronSchedule | None) -> str | None:
+    return None if cron is None else cron.expression
+
+
+def _finish(
+    merged: dict[str, Any], cron_expr: str | None, tz_given: bool, default_timezone: tzinfo
+) -> TaskSettings:
+    """The checks that involve several options: exactly one kind of schedule, and what goes with it."""
+    interval, delay, run_at = merged["interval"], merged["delay"], merged["run_at"]
+    tz: tzinfo | None = merged["cron_timezone"]
+    if cron_expr is None:
+        if tz_given and tz is not None:
             raise ConfigurationError("cron_timezone only applies to cron tasks: pass cron= too")
-        if cron is not None:
-            if interval_s is not None:
-                raise ConfigurationError("give either interval or cron, not both")
-            if run_at is not None or delay_s:
-                raise ConfigurationError("a cron task starts at its first cron time: drop run_at/delay")
-            if not isinstance(cron, str):
-                raise InvalidArgumentError(f"cron must be a str cron expression, got {cron!r}")
-            tz = resolve_timezone(cron_timezone) if cron_timezone is not None else default_timezone
-            tz_name = cron_timezone if isinstance(cron_timezone, str) else str(tz)
-            schedule = CronSchedule(cron, tz)
-        run_at_ts: float | None = None
-        if run_at is not None:
-            if not isinstance(run_at, datetime):
-                raise InvalidArgumentError(f"run_at must be a datetime, got {run_at!r}")
-            if delay_s:
-                raise ConfigurationError("give either delay or run_at, not both")
-            aware = run_at if run_at.tzinfo is not None else run_at.replace(tzinfo=timezone.utc)
-            run_at_ts = aware.timestamp()
-        if interval_s is None and schedule is None and run_at_ts is None:
-            # Like a missing required argument, hence also a TypeError.
-            raise InvalidArgumentError("a task needs a schedule: pass interval=, cron= or run_at=")
+        merged["cron"] = merged["cron_timezone"] = None
+    else:
+        if interval is not None:
+            raise ConfigurationError("give either interval or cron, not both")
+        if run_at is not None or delay:
+            raise ConfigurationError("a cron task starts at its first cron time: drop run_at/delay")
+        merged["cron"] = CronSchedule(cron_expr, default_timezone if tz is None else tz)
+    if run_at is not None and delay:
+        raise ConfigurationError("give either delay or run_at, not both")
+    if interval is None and cron_expr is None and run_at is None:
+        # Like a missing required argument, hence also a TypeError.
+        raise InvalidArgumentError("a task needs a schedule: pass interval=, cron= or run_at=")
+    return TaskSettings(**merged)
 
-        # --- reliability options
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int):
-            raise InvalidArgumentError(f"max_retries must be an int, got {max_retries!r}")
-        if max_retries < 0:
-            raise ConfigurationError(f"max_retries must be >= 0, got {max_retries!r}")
-        backoff = check_seconds("retry_backoff", retry_backoff, positive=False)
-        timeout_s = _optional_seconds("timeout", timeout, positive=True)
-        jitter_s = check_seconds("jitter", jitter, positive=False)
-        if not isinstance(misfire, str):
-            raise InvalidArgumentError(f"misfire must be 'skip' or 'run_once', got {misfire!r}")
-        try:
-            policy = Misfire(misfire)
-        except ValueError:
-            raise ConfigurationError(f"misfire must be 'skip' or 'run_once', got {misfire!r}") from None
-        grace = _optional_seconds("misfire_grace", misfire_grace, positive=False)
-        return cls(
-            interval=interval_s,
-            delay=delay_s,
-            run_once=run_once,
-            fixed_interval=fixed_interval,
-            args_blob=_pickle("args", args),
-            kwargs_blob=_pickle("kwargs", kwargs),
-            progress_callback=progress_callback,
-            cron=schedule,
-            cron_timezone=tz_name,
-            run_at=run_at_ts,
-            max_retries=max_retries,
-            retry_backoff=backoff,
-            timeout=timeout_s,
-            jitter=jitter_s,
-            misfire=policy,
-            misfire_grace=grace,
-            args=args,
-            kwargs=kwargs,
-        )
+
+_FIELDS = dataclasses.fields(TaskSettings)
+_SCHEMA: dict[str, Mapping[str, Any]] = {f.name: f.metadata for f in _FIELDS}
+_ORDER = tuple(_SCHEMA)
+_STORED: tuple[tuple[str, Column], ...] = tuple(
+    (f.name, f.metadata["column"]) for f in _FIELDS if f.metadata["column"] is not None
+)
+#: The stored options' columns, in the order :meth:`TaskSettings.columns` gives their values.
+COLUMNS: tuple[Column, ...] = tuple(column for _, column in _STORED)
+#: The option defaults as callers see them (``None`` for arguments: no arguments).
+DEFAULTS: dict[str, Any] = {name: meta["default"] for name, meta in _SCHEMA.items()}
+#: One line per option, for docs and error messages.
+DOCS: dict[str, str] = {name: meta["doc"] for name, meta in _SCHEMA.items()}
+
+assert set(_SCHEMA) == set(TaskOptions.__annotations__), "TaskOptions and TaskSettings disagree"
+
+
+def _defaults() -> TaskSettings:
+    ctx = _Context("(defaults)")
+    values = {name: meta["check"](name, meta["default"], ctx) for name, meta in _SCHEMA.items()}
+    return TaskSettings(**values)
+
+
+_DEFAULTS = _defaults()

@@ -9,30 +9,15 @@ a claim step to this interface; nothing in the engine assumes SQLite.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
-__all__ = ["JobRow", "Store", "TaskRow"]
+__all__ = ["TASK_IDENTITY", "JobRow", "Store", "TaskRow"]
 
 
-class TaskRow(NamedTuple):
-    id: str
-    task_name: str
-    args: bytes
-    kwargs: bytes
-    interval_seconds: float | None
-    fixed_interval: bool
-    run_once: bool
-    status: str
-    next_run_at: float
-    created_at: float
-    cron: str | None
-    cron_timezone: str | None
-    max_retries: int
-    retry_backoff: float
-    timeout: float | None
-    jitter: float
-    misfire: str
-    misfire_grace: float | None
+#: A task row: :data:`TASK_IDENTITY` then the options' columns (``quiv._schedule.options.COLUMNS``).
+TaskRow = tuple[Any, ...]
+#: The leading columns of a task row, before the options'.
+TASK_IDENTITY = ("id", "task_name", "status", "next_run_at", "created_at")
 
 
 class JobRow(NamedTuple):
@@ -51,7 +36,9 @@ class JobRow(NamedTuple):
 class Store(Protocol):
     """Where task and job state is persisted."""
 
-    def write(self, tasks: Sequence[TaskRow], deleted_tasks: Iterable[str], jobs: Sequence[JobRow]) -> None:
+    def write(
+        self, tasks: Sequence[TaskRow], deleted_tasks: Iterable[str], jobs: Sequence[tuple[Any, ...]]
+    ) -> None:
         """Upsert ``tasks`` and ``jobs`` and delete ``deleted_tasks``, in one transaction."""
         ...
 

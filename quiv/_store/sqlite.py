@@ -9,15 +9,29 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, delete, event, func, select
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Engine,
+    Float,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    delete,
+    event,
+    func,
+    select,
+)
 from sqlalchemy.orm import registry
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Field, SQLModel, create_engine
 
 from quiv._exceptions import DatabaseError, DatabaseInitializationError
-from quiv._store.base import JobRow, TaskRow
+from quiv._schedule.options import COLUMNS
+from quiv._store.base import TASK_IDENTITY, JobRow, TaskRow
 
-__all__ = ["JobDB", "SQLiteStore", "TaskDB"]
+__all__ = ["JobDB", "SQLiteStore"]
 
 _TERMINAL = ("completed", "cancelled", "failed")
 
@@ -26,29 +40,19 @@ class _QuivTable(SQLModel, registry=registry()):
     """Base of quiv's tables: its own registry keeps them out of ``SQLModel.metadata``."""
 
 
-class TaskDB(_QuivTable, table=True):
-    """A persisted task. Arguments are pickled; times are epoch seconds (UTC)."""
+_SQL_TYPES = {float: Float, int: Integer, bool: Boolean, str: String, bytes: LargeBinary}
 
-    __tablename__ = "quiv_task"
-
-    id: str = Field(primary_key=True)
-    task_name: str
-    args: bytes
-    kwargs: bytes
-    interval_seconds: float | None = None
-    fixed_interval: bool
-    run_once: bool
-    status: str
-    next_run_at: float
-    created_at: float
-    cron: str | None = None
-    cron_timezone: str | None = None
-    max_retries: int = 0
-    retry_backoff: float = 1.0
-    timeout: float | None = None
-    jitter: float = 0.0
-    misfire: str = "skip"
-    misfire_grace: float | None = None
+#: Tasks: identity and state, then one column per stored option (from the option schema).
+_task_table = Table(
+    "quiv_task",
+    _QuivTable.metadata,
+    Column("id", String, primary_key=True),
+    Column("task_name", String, nullable=False),
+    Column("status", String, nullable=False),
+    Column("next_run_at", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+    *(Column(c.name, _SQL_TYPES[c.sql], nullable=c.nullable) for c in COLUMNS),
+)
 
 
 class JobDB(_QuivTable, table=True):
@@ -68,7 +72,6 @@ class JobDB(_QuivTable, table=True):
     retry_of: str | None = Field(default=None, index=True)
 
 
-_task_table = TaskDB.__table__  # type: ignore[attr-defined]
 _job_table = JobDB.__table__  # type: ignore[attr-defined]
 
 
@@ -79,7 +82,7 @@ def _upsert(table: Any, columns: tuple[str, ...]) -> str:
     )
 
 
-_UPSERT_TASK = _upsert(_task_table, TaskRow._fields)
+_UPSERT_TASK = _upsert(_task_table, (*TASK_IDENTITY, *(c.name for c in COLUMNS)))
 _DELETE_TASK = f"DELETE FROM {_task_table.name} WHERE id = ?"
 _UPSERT_JOB = _upsert(_job_table, JobRow._fields)
 
@@ -118,7 +121,9 @@ class SQLiteStore:
         self._closed = False
 
     # --- writes -------------------------------------------------------------
-    def write(self, tasks: Sequence[TaskRow], deleted_tasks: Iterable[str], jobs: Sequence[JobRow]) -> None:
+    def write(
+        self, tasks: Sequence[TaskRow], deleted_tasks: Iterable[str], jobs: Sequence[tuple[Any, ...]]
+    ) -> None:
         deleted = list(deleted_tasks)
         with self._lock, self._guard("write"), self._engine.begin() as conn:
             # Rows are plain tuples in column order: hand them to the driver's

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from quiv._core.clock import Clock
-from quiv._core.task import JobState, TaskState
 from quiv._exceptions import DatabaseError
-from quiv._store.base import JobRow, Store, TaskRow
+from quiv._store.base import Store, TaskRow
 
-__all__ = ["Persister"]
+if TYPE_CHECKING:
+    from quiv._core.task import JobState, TaskState
+
+__all__ = ["Writer"]
 
 #: Purges are batched: at most one per this many seconds.
 PURGE_MIN_GAP = 1.0
@@ -31,16 +34,19 @@ RETRY_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
 
 
-class Persister:
+class Writer:
+    """Batches task and job changes to the store on one thread; see the module docstring."""
+
     def __init__(
         self,
-        store: Store,
+        store_factory: Callable[[], Store],
         lock: threading.Lock | threading.RLock,
         clock: Clock,
         retention: float,
         logger: logging.Logger | logging.LoggerAdapter[Any],
     ) -> None:
-        self.store = store
+        self._store_factory = store_factory
+        self.store: Store | None = None
         self._state_lock = lock
         self._clock = clock
         self._retention = retention
@@ -58,6 +64,12 @@ class Persister:
         self._purge_at: float | None = None
         self._last_purge = float("-inf")
         self._failed = False
+
+    def open(self) -> Store:
+        """The store, created on first use (the caller holds the scheduler lock)."""
+        if self.store is None:
+            self.store = self._store_factory()
+        return self.store
 
     # --- marking (caller holds the scheduler lock) -------------------------
     def task_changed(self, task: TaskState) -> None:
@@ -92,10 +104,11 @@ class Persister:
             task_states = list(self._dirty_tasks.values())
             job_states = list(self._dirty_jobs.values())
             tasks: list[TaskRow] = [t.row() for t in task_states]
-            jobs: list[JobRow] = [j.row() for j in job_states]
+            jobs: list[tuple[Any, ...]] = [j.row() for j in job_states]
             deleted = self._deleted_tasks
             self._dirty_tasks, self._dirty_jobs, self._deleted_tasks = {}, {}, set()
         try:
+            assert self.store is not None, "changes were marked before the store was opened"
             self.store.write(tasks, deleted, jobs)
         except DatabaseError as exc:
             self._requeue(task_states, deleted, job_states)
@@ -111,7 +124,7 @@ class Persister:
                 raise
             return
         self._failed = False
-        ended = [row.ended_at for row in jobs if row.ended_at is not None]
+        ended = [row[5] for row in jobs if row[5] is not None]
         if ended:
             self._plan_purge(min(ended) + self._retention)
 
@@ -134,6 +147,8 @@ class Persister:
     def _purge_locked(self, now: float) -> None:
         self._last_purge = now
         self._purge_at = None
+        if self.store is None:
+            return
         try:
             oldest = self.store.purge_jobs(now - self._retention)
         except DatabaseError as exc:
@@ -205,4 +220,5 @@ class Persister:
         if self._thread is not None:
             self._thread.join(timeout)
         with self._db_lock:
-            self.store.close()
+            if self.store is not None:
+                self.store.close()

@@ -71,13 +71,13 @@ def test_every_add_task_option_reaches_the_task(scheduler: Quiv) -> None:
 
     scheduler.start()
     declared = {t.task_name: t for t in scheduler.get_all_tasks(include_run_once=True)}
-    added = {
-        t.task_name: t
-        for t in (
-            scheduler.get_task(scheduler.add_task(**spec.add_task_arguments()))
-            for spec in scheduler.registry.tasks
-        )
-    }
+    nightly_id = scheduler.add_task(
+        "nightly", nightly, cron="0 3 * * *", cron_timezone="Europe/Paris", max_retries=2, timeout=30
+    )
+    once_id = scheduler.add_task(
+        "once", once, run_at=run_at, misfire="run_once", misfire_grace=60, jitter=1.5
+    )
+    added = {t.task_name: t for t in map(scheduler.get_task, (nightly_id, once_id))}
     assert set(declared) == set(added) == {"nightly", "once"}
     for name in declared:
         mine = declared[name].model_dump(exclude={"id", "next_run_at"})

@@ -11,6 +11,7 @@ import pytest
 from quiv import Quiv
 from quiv._declare.registry import TaskRegistry
 from quiv._exceptions import QuivError
+from quiv._schedule.options import DEFAULTS, DeclaredOptions, ScheduleOptions
 
 
 def _options(func: Any, *, skip: tuple[str, ...]) -> dict[str, tuple[object, str]]:
@@ -20,17 +21,24 @@ def _options(func: Any, *, skip: tuple[str, ...]) -> dict[str, tuple[object, str
 
 
 def test_task_takes_the_options_of_add_task() -> None:
-    engine = _options(Quiv.add_task, skip=("func",))
-    declarative = _options(Quiv.task, skip=())
-    engine["name"] = (None, engine.pop("task_name")[1].replace("str", "str | None"))
-    assert declarative == engine
+    engine = _options(Quiv.add_task, skip=("func", "options"))
+    engine_names = {*engine, *ScheduleOptions.__annotations__}
+    declarative = {*_options(Quiv.task, skip=("options",)), *DeclaredOptions.__annotations__}
+    engine_names.discard("task_name")
+    assert declarative == {*engine_names, "name"}
+    # Both take their keyword options from the one schema, with the same types.
+    for name, annotation in ScheduleOptions.__annotations__.items():
+        assert DeclaredOptions.__annotations__[name] == annotation
+    for name, (default, _) in engine.items():
+        if name in DEFAULTS and name not in ("args", "kwargs"):
+            assert DEFAULTS[name] == default, name
 
 
 def test_task_options_after_interval_are_keyword_only() -> None:
     params = list(inspect.signature(Quiv.task).parameters.values())[1:]
     assert params[0].name == "interval"
     assert params[0].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
-    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[1:])
+    assert [(p.name, p.kind) for p in params[1:]] == [("options", inspect.Parameter.VAR_KEYWORD)]
 
 
 def test_registry_task_has_the_same_signature_as_scheduler_task() -> None:

@@ -78,7 +78,7 @@ def spread(*_stop_event: threading.Event) -> None: ...
 EXPECTED = [
     'bad.py:12: error: Value of type variable "_TL" of "__call__" of "TaskListenerDecorator" cannot be '
     '"Callable[[Event, Task, Job], None]"  [type-var]',
-    'bad.py:16: error: No overload variant of "on" of "_DeclarativeMixin" matches argument types '
+    'bad.py:16: error: No overload variant of "on" of "Quiv" matches argument types '
     '"Event", "Event"  [call-overload]',
     'bad.py:24: error: Argument 1 to "cleanup" has incompatible type "str"; expected "int"  [arg-type]',
     'bad.py:27: error: Task handler "stop_flag" annotates "_stop_event" as "bool", which cannot accept '

@@ -15,6 +15,10 @@ def noop() -> None:
     pass
 
 
+def takes_anything(*args: object, **kwargs: object) -> None:
+    """A handler the tests' arguments bind to (add_task checks that they do)."""
+
+
 def fail() -> None:
     raise ValueError("bad input")
 
@@ -63,7 +67,7 @@ def test_event_values_are_the_documented_strings() -> None:
 def test_task_added(make_quiv: QuivFactory, manual_clock: ManualClock) -> None:
     scheduler = make_quiv(clock=manual_clock)
     calls = _listen(scheduler, Event.TASK_ADDED)
-    task_id = scheduler.add_task("added", noop, interval=60, delay=5, args=(1,))
+    task_id = scheduler.add_task("added", takes_anything, interval=60, delay=5, args=(1,))
     task = _task_event(calls.wait_for(1)[0], Event.TASK_ADDED)
     assert task.id == task_id
     assert task.task_name == "added"

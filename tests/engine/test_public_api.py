@@ -24,6 +24,7 @@ from quiv import (
     TaskNotScheduledError,
     TaskStatus,
 )
+from quiv._schedule.options import ScheduleOptions
 
 # The one list to update when a public name is added on purpose (the declarative
 # layer will add a few). Keep it sorted.
@@ -126,7 +127,19 @@ def test_add_task_signature_is_the_documented_one() -> None:
         ("func", inspect.Parameter.empty),
     ]
     assert all(kind == "POSITIONAL_OR_KEYWORD" for _, _, kind in params[:9])
-    assert all(kind == "KEYWORD_ONLY" for _, _, kind in params[9:]), "additions are keyword-only"
+    # Additions are keyword-only: typed by the option schema's ScheduleOptions.
+    assert [(name, kind) for name, _, kind in params[9:]] == [("options", "VAR_KEYWORD")]
+    assert list(ScheduleOptions.__annotations__) == [
+        "cron",
+        "cron_timezone",
+        "run_at",
+        "max_retries",
+        "retry_backoff",
+        "timeout",
+        "jitter",
+        "misfire",
+        "misfire_grace",
+    ]
     assert [(name, default) for name, default, _ in params[3:9]] == [
         ("delay", 0),
         ("run_once", False),

@@ -548,7 +548,7 @@ def shutdown_and_check(
     # A run-once task may be deleted by shutdown itself (its job is cancelled): probe a recurring one.
     task_id = next((t.id for t in tasks if not t.run_once), None)
     job_id = known_jobs[0] if known_jobs else None
-    persister = scheduler._persister
+    persister = scheduler._writer
     store: Any = persister.store if persister is not None else None
     directory: str | None = store.directory if store is not None else None
     rec.directory = directory

@@ -384,7 +384,7 @@ def test_database_file_deleted_under_the_engine(
     scheduler, clock, rec = recorded(pool_size=2)
     scheduler.add_task("t", rec.handler(), interval=1, kwargs={"key": "t"})
     _run_and_wait(rec, clock, 0, 1)
-    store: Any = scheduler._persister.store  # type: ignore[union-attr]
+    store: Any = scheduler._writer.store
     os.unlink(store.path)
     assert os.listdir(store.directory) == []  # no journal files: they live in memory
     os.rmdir(store.directory)
@@ -406,7 +406,7 @@ def test_database_made_read_only_by_permissions(recorded: RecordedFactory) -> No
     scheduler, clock, rec = recorded(pool_size=2)
     scheduler.add_task("t", rec.handler(), interval=1, kwargs={"key": "t"})
     _run_and_wait(rec, clock, 0, 1)
-    store: Any = scheduler._persister.store  # type: ignore[union-attr]
+    store: Any = scheduler._writer.store
     os.chmod(store.path, stat.S_IRUSR)
     os.chmod(store.directory, stat.S_IRUSR | stat.S_IXUSR)
     try:
@@ -430,7 +430,7 @@ def test_database_rejecting_writes_is_clean_and_loses_nothing(
     scheduler, clock, rec = recorded(pool_size=2)
     scheduler.add_task("t", rec.handler(), interval=1, kwargs={"key": "t"})
     _run_and_wait(rec, clock, 0, 1)
-    store: Any = scheduler._persister.store  # type: ignore[union-attr]
+    store: Any = scheduler._writer.store
     original_write = store.write
     attempts: list[float] = []
 

@@ -41,7 +41,7 @@ def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _store_of(scheduler: Any) -> Any:
-    persister = scheduler._persister
+    persister = scheduler._writer
     assert persister is not None, "the database is created by add_task/start"
     return persister.store
 

@@ -24,18 +24,7 @@ MINUTE = 60.0
 
 def settings(**options: Any) -> TaskSettings:
     """Validated settings of a task with ``options`` (every other option at its default)."""
-    base: dict[str, Any] = {
-        "task_name": "t",
-        "interval": None,
-        "delay": 0,
-        "run_once": False,
-        "fixed_interval": True,
-        "args": None,
-        "kwargs": None,
-        "progress_callback": None,
-    }
-    base.update(options)
-    return TaskSettings.validate(**base)
+    return TaskSettings.validate(options, task_name="t")
 
 
 # ------------------------------------------------------------------ backoff
@@ -274,19 +263,9 @@ def test_first_run_of_a_recurring_task_is_jittered_within_bounds(options: dict[s
 
 def test_cron_uses_the_default_timezone_when_none_is_given() -> None:
     berlin = ZoneInfo("Europe/Berlin")
-    task = TaskSettings.validate(
-        task_name="t",
-        interval=None,
-        delay=0,
-        run_once=False,
-        fixed_interval=True,
-        args=None,
-        kwargs=None,
-        progress_callback=None,
-        cron="0 9 * * *",
-        default_timezone=berlin,
-    )
-    assert task.cron_timezone == "Europe/Berlin"
+    task = TaskSettings.validate({"cron": "0 9 * * *"}, task_name="t", default_timezone=berlin)
+    assert task.cron_timezone is None  # read in the scheduler's timezone...
+    assert task.cron_timezone_name == "Europe/Berlin"  # ...which is what it shows
     assert first_run(task, T0) == (T0 + 8 * 3600, T0 + 8 * 3600)  # 09:00 CET
     start = datetime.fromtimestamp(T0, timezone.utc) + timedelta(days=181)  # 30 June, CEST
     assert first_run(task, start.timestamp())[0] == start.timestamp() + 7 * 3600

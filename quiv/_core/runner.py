@@ -1,0 +1,114 @@
+"""Running one job on a worker thread: arguments, injected hooks, context, outcome.
+
+Nothing here holds the scheduler lock: this is where user code runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+from quiv._core.context import current_job_id, current_scheduler, current_stop_event, current_task
+from quiv._core.task import JobState, TaskState
+from quiv._delivery.dispatch import Dispatcher, run_coroutine_blocking, set_in_job_thread
+from quiv._delivery.events import Listeners
+from quiv._delivery.progress import ProgressReport
+from quiv._enums import JobStatus
+
+__all__ = ["JobRunner", "ProgressHook"]
+
+
+class JobRunner:
+    """Calls handlers; one per scheduler."""
+
+    def __init__(
+        self,
+        owner: object,
+        listeners: Listeners,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+        now: Callable[[], Any],
+    ) -> None:
+        self.owner = owner  # what get_current_scheduler-style helpers see (the Quiv)
+        self.listeners = listeners
+        self.dispatcher: Dispatcher = listeners.dispatcher
+        self.logger = logger
+        self.now = now
+
+    def run(self, job: JobState) -> tuple[JobStatus, str | None]:
+        """Run ``job``'s handler on this thread; return how it ended."""
+        if job.stop.is_set() or job.stop_requested():
+            return JobStatus.CANCELLED, job.cancel_reason or "cancelled before it started"
+        status, error = self._call(job)
+        if status is JobStatus.COMPLETED and job.stop_requested():
+            status, error = JobStatus.CANCELLED, job.cancel_reason or "cancelled"
+        return status, error
+
+    def _call(self, job: JobState) -> tuple[JobStatus, str | None]:
+        task = job.task
+        settings = task.settings
+        try:
+            args = pickle.loads(settings.args)
+            kwargs = pickle.loads(settings.kwargs)
+        except Exception as exc:
+            self.logger.error(
+                "job %s of task %r: could not unpickle its arguments: %s", job.id, task.name, exc
+            )
+            return JobStatus.FAILED, f"could not unpickle the task's arguments: {type(exc).__name__}: {exc}"
+        plan = task.plan
+        if plan.job_id:
+            kwargs["_job_id"] = job.id
+        if plan.stop_event:
+            kwargs["_stop_event"] = job.stop
+        if plan.progress_hook:
+            kwargs["_progress_hook"] = ProgressHook(self, task, job.id)
+        set_in_job_thread(True)
+        job_token = current_job_id.set(job.id)
+        task_token = current_task.set((task.id, task.name))
+        stop_token = current_stop_event.set(job.stop)
+        scheduler_token = current_scheduler.set(self.owner)
+        try:
+            result = task.func(*args, **kwargs)
+            if plan.is_async or (result is not None and asyncio.iscoroutine(result)):
+                run_coroutine_blocking(result)
+        except BaseException as exc:  # a handler must never take the worker down
+            if isinstance(exc, Exception):
+                self.logger.exception("job %s of task %r failed", job.id, task.name)
+            else:
+                self.logger.error("job %s of task %r raised %s", job.id, task.name, type(exc).__name__)
+            return JobStatus.FAILED, f"{type(exc).__name__}: {exc}"
+        finally:
+            current_scheduler.reset(scheduler_token)
+            current_stop_event.reset(stop_token)
+            current_task.reset(task_token)
+            current_job_id.reset(job_token)
+            set_in_job_thread(False)
+        return JobStatus.COMPLETED, None
+
+
+class ProgressHook:
+    """The ``_progress_hook`` a handler receives: forwards any payload to the task's callback."""
+
+    __slots__ = ("_dispatcher", "_job_id", "_runner", "_task")
+
+    def __init__(self, runner: JobRunner, task: TaskState, job_id: str) -> None:
+        self._runner = runner
+        self._dispatcher = runner.dispatcher
+        self._task = task
+        self._job_id = job_id
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        # Called thousands of times a second by chatty handlers: keep it flat.
+        task = self._task
+        callback = task.settings.progress_callback
+        if callback is not None and not task.removed:
+            self._dispatcher.progress(task.id, callback, task.progress_is_async, args, kwargs)
+        listeners = self._runner.listeners
+        if listeners.progress:
+            report = ProgressReport(task.id, task.name, self._job_id, args, kwargs, self._runner.now())
+            listeners.report_progress(report)
+
+    def __repr__(self) -> str:
+        return f"<progress hook of task {self._task.name!r}>"
