@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["JOB_EVENTS", "TASK_EVENTS", "TERMINAL_JOB_STATUSES", "Event", "JobStatus", "TaskStatus"]
+__all__ = ["JOB_EVENTS", "TERMINAL_JOB_STATUSES", "Event", "JobStatus", "TaskStatus"]
 
 
 class Event(str, Enum):
@@ -58,8 +58,5 @@ class JobStatus(str, Enum):
         return self in TERMINAL_JOB_STATUSES
 
 
-TASK_EVENTS = frozenset(
-    {Event.TASK_ADDED, Event.TASK_REMOVED, Event.TASK_PAUSED, Event.TASK_RESUMED, Event.TASK_UPDATED}
-)
 JOB_EVENTS = frozenset({Event.JOB_STARTED, Event.JOB_COMPLETED, Event.JOB_FAILED, Event.JOB_CANCELLED})
 TERMINAL_JOB_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.CANCELLED, JobStatus.FAILED})

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
-from quiv._enums import JobStatus, TaskStatus
+from quiv._enums import Event, JobStatus, TaskStatus
 from quiv.models import Job, Task
 
 __all__ = [
@@ -145,10 +145,28 @@ class HelloMessage(TypedDict):
     queue_size: int
 
 
+TaskEventName = Literal["task_added", "task_removed", "task_paused", "task_resumed", "task_updated"]
+JobEventName = Literal["job_started", "job_completed", "job_failed", "job_cancelled"]
+#: The wire name of each event (mypy checks each one against the message's Literal).
+TASK_EVENT_NAMES: dict[Event, TaskEventName] = {
+    Event.TASK_ADDED: "task_added",
+    Event.TASK_REMOVED: "task_removed",
+    Event.TASK_PAUSED: "task_paused",
+    Event.TASK_RESUMED: "task_resumed",
+    Event.TASK_UPDATED: "task_updated",
+}
+JOB_EVENT_NAMES: dict[Event, JobEventName] = {
+    Event.JOB_STARTED: "job_started",
+    Event.JOB_COMPLETED: "job_completed",
+    Event.JOB_FAILED: "job_failed",
+    Event.JOB_CANCELLED: "job_cancelled",
+}
+
+
 class TaskEventMessage(TypedDict):
     """A ``task_*`` lifecycle event."""
 
-    event: Literal["task_added", "task_removed", "task_paused", "task_resumed"]
+    event: TaskEventName
     at: str
     task_id: str
     task_name: str
@@ -159,7 +177,7 @@ class TaskEventMessage(TypedDict):
 class JobEventMessage(TypedDict):
     """A ``job_*`` lifecycle event."""
 
-    event: Literal["job_started", "job_completed", "job_failed", "job_cancelled"]
+    event: JobEventName
     at: str
     task_id: str
     task_name: str

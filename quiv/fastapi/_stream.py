@@ -30,6 +30,8 @@ from quiv._delivery.progress import ProgressReport
 from quiv._enums import Event
 from quiv._exceptions import InvalidArgumentError
 from quiv.fastapi._schemas import (
+    JOB_EVENT_NAMES,
+    TASK_EVENT_NAMES,
     HelloMessage,
     JobEventMessage,
     OverflowMessage,
@@ -244,7 +246,7 @@ class EventStream:
 
     def _on_task_event(self, event: Event, task: Task) -> None:
         message: TaskEventMessage = {
-            "event": event.value,  # type: ignore[typeddict-item]
+            "event": TASK_EVENT_NAMES[event],
             "at": _now(),
             "task_id": task.id,
             "task_name": task.task_name,
@@ -255,7 +257,7 @@ class EventStream:
 
     def _on_job_event(self, event: Event, task: Task, job: Job) -> None:
         message: JobEventMessage = {
-            "event": event.value,  # type: ignore[typeddict-item]
+            "event": JOB_EVENT_NAMES[event],
             "at": _now(),
             "task_id": job.task_id,
             "task_name": job.task_name,
