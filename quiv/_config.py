@@ -22,6 +22,8 @@ class _DefaultStr(str):
 DEFAULT_POOL_SIZE: int = _DefaultInt(10)
 DEFAULT_RETENTION: int = _DefaultInt(86400)
 DEFAULT_TIMEZONE: str = _DefaultStr("UTC")
+#: How long shutdown() waits for running jobs to notice their stop event, by default.
+DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 
 
 def resolve_timezone(value: object) -> tzinfo:

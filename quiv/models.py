@@ -14,6 +14,7 @@ from pydantic import field_validator
 from sqlmodel import Field, SQLModel
 
 from quiv._enums import JobStatus, TaskStatus
+from quiv._schedule.options import DOCS
 
 __all__ = ["Job", "SchedulerStats", "Task"]
 
@@ -27,33 +28,31 @@ def _as_utc(value: datetime | None) -> datetime | None:
 
 
 class Task(SQLModel):
-    """A scheduling definition: what runs, with which arguments, and when next."""
+    """A scheduling definition: what runs, with which arguments, and when next.
+
+    The option fields and their descriptions come from the option schema
+    (``quiv._schedule.options``); a test keeps the two in step.
+    """
 
     id: str = Field(description="Task id (UUID); the key for every task operation.")
     task_name: str = Field(description="Display name; several tasks may share it.")
-    args: tuple[Any, ...] = Field(default=(), description="Positional arguments for the handler.")
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the handler.")
+    args: tuple[Any, ...] = Field(default=(), description=DOCS["args"])
+    kwargs: dict[str, Any] = Field(default_factory=dict, description=DOCS["kwargs"])
     interval_seconds: float | None = Field(
-        description="Seconds between runs; None for cron and one-shot tasks."
+        description=DOCS["interval"] + " None for cron and one-shot tasks."
     )
-    fixed_interval: bool = Field(
-        default=True, description="True: cadence anchored on run start; False: interval after completion."
-    )
-    run_once: bool = Field(default=False, description="True if the task is removed after its one run.")
+    fixed_interval: bool = Field(default=True, description=DOCS["fixed_interval"])
+    run_once: bool = Field(default=False, description=DOCS["run_once"])
     status: TaskStatus = Field(description="active, running or paused.")
     next_run_at: datetime = Field(description="When the task is next due (UTC).")
-    cron: str | None = Field(default=None, description="Cron expression, for cron tasks.")
-    cron_timezone: str | None = Field(default=None, description="Timezone the cron expression is read in.")
-    max_retries: int = Field(default=0, description="How many times a failed job is retried.")
-    retry_backoff: float = Field(
-        default=1.0, description="Wait before the first retry (s); doubles each time."
-    )
-    timeout: float | None = Field(default=None, description="Seconds a job may run before it is stopped.")
-    jitter: float = Field(default=0.0, description="Up to this many seconds of random delay on each run.")
-    misfire: str = Field(default="skip", description="Missed runs: 'skip' them or 'run_once' to catch up.")
-    misfire_grace: float | None = Field(
-        default=None, description="A run starting later than this many seconds after its due time is skipped."
-    )
+    cron: str | None = Field(default=None, description=DOCS["cron"])
+    cron_timezone: str | None = Field(default=None, description=DOCS["cron_timezone"])
+    max_retries: int = Field(default=0, description=DOCS["max_retries"])
+    retry_backoff: float = Field(default=1.0, description=DOCS["retry_backoff"])
+    timeout: float | None = Field(default=None, description=DOCS["timeout"])
+    jitter: float = Field(default=0.0, description=DOCS["jitter"])
+    misfire: str = Field(default="skip", description=DOCS["misfire"])
+    misfire_grace: float | None = Field(default=None, description=DOCS["misfire_grace"])
 
     @field_validator("next_run_at", mode="after")
     @classmethod

@@ -30,6 +30,7 @@ from quiv._core.watchdog import Watchdog
 from quiv._delivery.events import Listeners
 from quiv._enums import Event, JobStatus
 from quiv._exceptions import SchedulerStoppedError
+from quiv._schedule.triggers import TOLERANCE
 from quiv._store.writer import Writer
 
 __all__ = ["LATE_WARNING_GAP", "LATE_WARNING_SECONDS", "Engine"]
@@ -38,8 +39,6 @@ __all__ = ["LATE_WARNING_GAP", "LATE_WARNING_SECONDS", "Engine"]
 LATE_WARNING_SECONDS = 1.0
 #: At most one "started late" warning per this many seconds (the rest are counted).
 LATE_WARNING_GAP = 1.0
-#: Due times within a microsecond of now count as due (a datetime shows no finer).
-TOLERANCE = 1e-6
 #: The longest a worker sleeps in one wait; it then looks at the clock again.
 MAX_WAIT_SECONDS = 3600.0
 

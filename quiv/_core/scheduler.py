@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, overload
 
 from typing_extensions import Unpack
 
-from quiv._config import DEFAULT_POOL_SIZE, DEFAULT_RETENTION, DEFAULT_TIMEZONE, QuivConfig, resolve_timezone
+from quiv._config import (
+    DEFAULT_POOL_SIZE,
+    DEFAULT_RETENTION,
+    DEFAULT_SHUTDOWN_TIMEOUT,
+    DEFAULT_TIMEZONE,
+    QuivConfig,
+    resolve_timezone,
+)
 from quiv._core.clock import Clock, SystemClock
 from quiv._core.context import current_scheduler
 from quiv._core.engine import RUNNING, STOPPED, STOPPING, Engine
@@ -69,9 +76,6 @@ if TYPE_CHECKING:
     from quiv.models import Job, SchedulerStats, Task
 
 __all__ = ["Quiv", "active_scheduler"]
-
-#: How long shutdown() waits for running jobs to notice their stop event, by default.
-DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 
 #: update_task options that give the task a new schedule, starting from now.
 _RESCHEDULING = frozenset({"interval", "cron", "cron_timezone", "fixed_interval", "delay", "run_at"})

@@ -20,7 +20,6 @@ class StopEvent(threading.Event):
         super().__init__()
         self._callbacks: list[Callable[[], None]] = []
         self._callbacks_lock = threading.Lock()
-        self.reason: str | None = None
 
     def set(self) -> None:
         super().set()

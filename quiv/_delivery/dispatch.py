@@ -317,23 +317,21 @@ class Dispatcher:
         if box is not None:
             box.channels.pop(key, None)
 
-    def emit(self, listeners: tuple[tuple[Callable[..., Any], bool], ...], args: tuple[Any, ...]) -> None:
-        """Deliver an event to ``listeners`` (callable, is_async) in registration order; never raises."""
+    def emit(self, listeners: tuple[Callable[..., Any], ...], args: tuple[Any, ...]) -> None:
+        """Deliver an event to ``listeners`` in registration order; never raises."""
         box = self.mailbox()
         if box is not None and box.post(self._deliver_on_loop, (listeners, args)):
             return
-        for listener, _ in listeners:
+        for listener in listeners:
             self.call_here(listener, args, {}, "listener")
 
-    def _deliver_on_loop(
-        self, listeners: tuple[tuple[Callable[..., Any], bool], ...], args: tuple[Any, ...]
-    ) -> None:
+    def _deliver_on_loop(self, listeners: tuple[Callable[..., Any], ...], args: tuple[Any, ...]) -> None:
         box = self._mailbox
-        for listener, is_async in listeners:
+        for listener in listeners:
             try:
                 result = listener(*args)
             except Exception:
                 self.logger.exception("listener %r raised", listener)
                 continue
-            if (is_async or asyncio.iscoroutine(result)) and box is not None and asyncio.iscoroutine(result):
+            if box is not None and asyncio.iscoroutine(result):
                 box.spawn(result, listener)

@@ -12,7 +12,6 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from quiv._core.handlers import is_async_callable
 from quiv._delivery.dispatch import Dispatcher
 from quiv._delivery.progress import ProgressReport
 from quiv._enums import Event
@@ -22,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Listener", "Listeners"]
 
-Listener = tuple[Callable[..., Any], bool]
+Listener = Callable[..., Any]
 
 
 class Listeners:
@@ -43,20 +42,19 @@ class Listeners:
 
     def add(self, key: Event | None, callback: Callable[..., Any]) -> None:
         """Add ``callback`` for ``key`` (``None``: progress reports) unless an equal one is there."""
-        entry = (callback, is_async_callable(callback))
         while True:
             current = self._table[key]
-            if any(existing == callback for existing, _ in current):  # user __eq__: no lock held
+            if any(existing == callback for existing in current):  # user __eq__: no lock held
                 return
             with self._lock:
                 if self._table[key] is current:
-                    self._table[key] = (*current, entry)
+                    self._table[key] = (*current, callback)
                     return
 
     def remove(self, key: Event | None, callback: Callable[..., Any]) -> None:
         while True:
             current = self._table[key]
-            kept = tuple(item for item in current if item[0] != callback)
+            kept = tuple(item for item in current if item != callback)
             with self._lock:
                 if self._table[key] is current:
                     self._table[key] = kept

@@ -258,7 +258,10 @@ class TaskSettings:
     """
 
     interval: float | None = _option(
-        None, _seconds(True, True), "Seconds between runs.", Column("interval_seconds", float, True)
+        None,
+        _seconds(True, True),
+        "Seconds between runs (None for cron and one-shot tasks).",
+        Column("interval_seconds", float, True),
     )
     delay: float = _option(0, _seconds(False, False), "Seconds before the first run of an interval task.")
     run_once: bool = _option(
@@ -274,10 +277,10 @@ class TaskSettings:
         Column("fixed_interval", bool, False),
     )
     args: bytes = _option(
-        None, _args, "Positional arguments (pickled).", Column("args", bytes, False, public=_unpickle)
+        None, _args, "Positional arguments for the handler.", Column("args", bytes, False, public=_unpickle)
     )
     kwargs: bytes = _option(
-        None, _kwargs, "Keyword arguments (pickled).", Column("kwargs", bytes, False, public=_unpickle)
+        None, _kwargs, "Keyword arguments for the handler.", Column("kwargs", bytes, False, public=_unpickle)
     )
     progress_callback: Callable[..., Any] | None = _option(
         None, _callback, "Receives what the handler passes to _progress_hook, on the main loop."

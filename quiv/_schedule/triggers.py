@@ -8,10 +8,10 @@ import random
 from quiv._schedule.options import TaskSettings
 from quiv._schedule.policies import Misfire, jittered
 
-__all__ = ["first_run", "next_regular_run", "next_run_after"]
+__all__ = ["TOLERANCE", "first_run", "next_regular_run", "next_run_after"]
 
 #: Times within a microsecond are the same instant (what a datetime can show).
-_TOLERANCE = 1e-6
+TOLERANCE = 1e-6
 
 
 def next_run_after(due: float, ended: float, interval: float, *, fixed_interval: bool) -> float:
@@ -82,7 +82,7 @@ def next_regular_run(
             missed = cron.next_after(begin)
             if missed is not None and missed < ended:
                 return ended, ended
-        nominal = cron.next_after(max(due, ended - _TOLERANCE))
+        nominal = cron.next_after(max(due, ended - TOLERANCE))
         if nominal is None:
             return None
         return nominal, jittered(nominal, settings.jitter, rng)

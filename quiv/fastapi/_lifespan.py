@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from quiv._config import DEFAULT_SHUTDOWN_TIMEOUT
 from quiv._exceptions import InvalidArgumentError
 from quiv.fastapi._stream import streams_of
 
@@ -18,7 +19,6 @@ __all__ = ["quiv_lifespan"]
 StateT = TypeVar("StateT", bound="Mapping[str, Any] | None")
 
 #: How long the lifespan's shutdown waits for running jobs, by default (as ``Quiv.shutdown``).
-DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 
 
 @overload

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from typing_extensions import TypedDict
 
-from quiv._enums import Event, JobStatus, TaskStatus
+from quiv._enums import Event, JobStatus
 from quiv.models import Job, Task
 
 __all__ = [
@@ -34,38 +34,10 @@ __all__ = [
 ]
 
 
-class QuivTask(BaseModel):
-    """A task as the control API shows it."""
+class _TaskSchema(BaseModel):
+    """What every ``QuivTask`` is; its fields are copied from the public ``Task``."""
 
     model_config = ConfigDict(frozen=True)
-
-    id: str = Field(description="Task id: the key of every task operation.")
-    task_name: str = Field(description="Display name; several tasks may share it.")
-    status: TaskStatus = Field(description="active, running or paused.")
-    interval_seconds: float | None = Field(
-        description="Seconds between runs; null for cron and one-shot tasks."
-    )
-    fixed_interval: bool = Field(description="True: cadence anchored on the time a run was due.")
-    run_once: bool = Field(description="True if the task is deleted after its one run.")
-    next_run_at: datetime = Field(description="When the task is next due (UTC).")
-    cron: str | None = Field(default=None, description="Cron expression, for cron tasks.")
-    cron_timezone: str | None = Field(default=None, description="Timezone the cron expression is read in.")
-    max_retries: int = Field(default=0, description="How many times a failed job is retried.")
-    retry_backoff: float = Field(
-        default=1.0, description="Wait before the first retry (s); doubles each time."
-    )
-    timeout: float | None = Field(default=None, description="Seconds a job may run before it is stopped.")
-    jitter: float = Field(default=0.0, description="Up to this many seconds of random delay on each run.")
-    misfire: str = Field(default="skip", description="Missed runs: 'skip' them or 'run_once' to catch up.")
-    misfire_grace: float | None = Field(
-        default=None, description="A run starting later than this after its due time is skipped (s)."
-    )
-    args: list[Any] | None = Field(
-        default=None, description="Positional arguments, only when the router exposes arguments."
-    )
-    kwargs: dict[str, Any] | None = Field(
-        default=None, description="Keyword arguments, only when the router exposes arguments."
-    )
 
     @classmethod
     def from_task(cls, task: Task, *, expose_arguments: bool = False) -> QuivTask:
@@ -74,7 +46,40 @@ class QuivTask(BaseModel):
         if expose_arguments:
             fields["args"] = [_jsonable(value) for value in task.args]
             fields["kwargs"] = {key: _jsonable(value) for key, value in task.kwargs.items()}
-        return cls.model_validate(fields)
+        return QuivTask.model_validate(fields)
+
+
+def _task_schema() -> type[_TaskSchema]:
+    """``QuivTask``: the fields of ``Task`` (so of the option schema), arguments made optional."""
+    fields: dict[str, Any] = {}
+    for name, info in Task.model_fields.items():
+        if name == "args":
+            fields[name] = (
+                list[Any] | None,
+                Field(default=None, description=_ARGUMENTS.format(info.description)),
+            )
+        elif name == "kwargs":
+            fields[name] = (
+                dict[str, Any] | None,
+                Field(default=None, description=_ARGUMENTS.format(info.description)),
+            )
+        else:
+            fields[name] = (info.annotation, info)
+    return create_model(
+        "QuivTask", __base__=_TaskSchema, __doc__="A task as the control API shows it.", **fields
+    )
+
+
+_ARGUMENTS = "{} Only when the router exposes arguments."
+
+if TYPE_CHECKING:
+
+    class QuivTask(_TaskSchema):
+        """A task as the control API shows it."""
+
+else:
+    QuivTask = _task_schema()
+    QuivTask.__module__ = __name__
 
 
 class QuivJob(BaseModel):
