@@ -14,7 +14,7 @@ from pydantic import field_validator
 from sqlmodel import Field, SQLModel
 
 from quiv._enums import JobStatus, TaskStatus
-from quiv._schedule.options import DOCS
+from quiv._schedule.options import COLUMN_DOCS
 
 __all__ = ["Job", "SchedulerStats", "Task"]
 
@@ -36,23 +36,23 @@ class Task(SQLModel):
 
     id: str = Field(description="Task id (UUID); the key for every task operation.")
     task_name: str = Field(description="Display name; several tasks may share it.")
-    args: tuple[Any, ...] = Field(default=(), description=DOCS["args"])
-    kwargs: dict[str, Any] = Field(default_factory=dict, description=DOCS["kwargs"])
+    args: tuple[Any, ...] = Field(default=(), description=COLUMN_DOCS["args"])
+    kwargs: dict[str, Any] = Field(default_factory=dict, description=COLUMN_DOCS["kwargs"])
     interval_seconds: float | None = Field(
-        description=DOCS["interval"] + " None for cron and one-shot tasks."
+        description=COLUMN_DOCS["interval_seconds"] + " None for cron and one-shot tasks."
     )
-    fixed_interval: bool = Field(default=True, description=DOCS["fixed_interval"])
-    run_once: bool = Field(default=False, description=DOCS["run_once"])
+    fixed_interval: bool = Field(default=True, description=COLUMN_DOCS["fixed_interval"])
+    run_once: bool = Field(default=False, description=COLUMN_DOCS["run_once"])
     status: TaskStatus = Field(description="active, running or paused.")
     next_run_at: datetime = Field(description="When the task is next due (UTC).")
-    cron: str | None = Field(default=None, description=DOCS["cron"])
-    cron_timezone: str | None = Field(default=None, description=DOCS["cron_timezone"])
-    max_retries: int = Field(default=0, description=DOCS["max_retries"])
-    retry_backoff: float = Field(default=1.0, description=DOCS["retry_backoff"])
-    timeout: float | None = Field(default=None, description=DOCS["timeout"])
-    jitter: float = Field(default=0.0, description=DOCS["jitter"])
-    misfire: str = Field(default="skip", description=DOCS["misfire"])
-    misfire_grace: float | None = Field(default=None, description=DOCS["misfire_grace"])
+    cron: str | None = Field(default=None, description=COLUMN_DOCS["cron"])
+    cron_timezone: str | None = Field(default=None, description=COLUMN_DOCS["cron_timezone"])
+    max_retries: int = Field(default=0, description=COLUMN_DOCS["max_retries"])
+    retry_backoff: float = Field(default=1.0, description=COLUMN_DOCS["retry_backoff"])
+    timeout: float | None = Field(default=None, description=COLUMN_DOCS["timeout"])
+    jitter: float = Field(default=0.0, description=COLUMN_DOCS["jitter"])
+    misfire: str = Field(default="skip", description=COLUMN_DOCS["misfire"])
+    misfire_grace: float | None = Field(default=None, description=COLUMN_DOCS["misfire_grace"])
 
     @field_validator("next_run_at", mode="after")
     @classmethod

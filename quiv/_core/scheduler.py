@@ -456,7 +456,7 @@ class Quiv:
         self._dispatcher.note_caller()
         with self._lock:
             self._engine.check_readable_locked()
-            views = [t.view() for t in self._engine.tasks.values() if include_run_once or not t.run_once]
+            views = [t.view() for t in self._engine.tasks.values() if include_run_once or not t.settings.once]
         return [view.model() for view in views]
 
     # ------------------------------------------------------------------- jobs

@@ -28,7 +28,7 @@ from quiv._core.stop import StopEvent
 from quiv._enums import JobStatus, TaskStatus
 from quiv._schedule.options import TaskSettings
 from quiv._schedule.policies import Misfire, late_run_decision, retry_delay
-from quiv._schedule.triggers import first_run, next_regular_run
+from quiv._schedule.triggers import first_run, next_regular_run, next_while_running
 
 if TYPE_CHECKING:
     from quiv.models import Job, Task
@@ -125,10 +125,6 @@ class TaskState:
         """The store row: identity and state, then the options' columns."""
         return (self.id, self.name, self.status.value, self.next_run, self.created, *self.settings.columns())
 
-    @property
-    def run_once(self) -> bool:
-        return self.settings.once
-
     # ----------------------------------------------------------- transitions
     def _schedule(self, due: float, *, forced: bool = False, nominal: float | None = None) -> Schedule:
         self.version += 1
@@ -172,7 +168,7 @@ class TaskState:
 
     def can_run_now(self) -> bool:
         """False for a run-once task whose one run has started (and is not being retried)."""
-        return not (self.run_once and self.started_once and self.retry is None)
+        return not (self.settings.once and self.started_once and self.retry is None)
 
     def run_now(self, now: float) -> Plan:
         """Run outside the schedule; a paused task runs once and stays paused."""
@@ -252,9 +248,9 @@ class TaskState:
         self.manual_due = None
         if self.status is not TaskStatus.PAUSED:
             self.status = TaskStatus.RUNNING
-        settings = self.settings
-        if settings.interval is not None and not settings.once:
-            self.next_run = cycle_due + settings.interval
+        shown = next_while_running(self.settings, cycle_due)
+        if shown is not None:
+            self.next_run = shown
         return job
 
     def end_job(self, job: JobState, now: float) -> Plan:
@@ -268,7 +264,7 @@ class TaskState:
             and not job.stop_requested()
             and job.attempt <= settings.max_retries
         )
-        if self.run_once and not retry:
+        if settings.once and not retry:
             return DELETE
         if retry:
             # Every attempt is its own job; retries keep the first attempt's place in the cadence.

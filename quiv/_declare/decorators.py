@@ -92,9 +92,7 @@ class TaskOptions:
 
     def key(self) -> Hashable:
         """Equal for equal options; arguments compare pickled, callbacks by definition site."""
-        s = self.settings
-        callback = None if s.progress_callback is None else callable_key(s.progress_callback)
-        return (s.columns(), s.delay, s.run_at, callback)
+        return self.settings.identity(callable_key)
 
 
 @dataclass(frozen=True, eq=False, slots=True)

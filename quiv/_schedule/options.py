@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import pickle
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
 from typing import Any, Literal, NamedTuple
@@ -349,6 +349,13 @@ class TaskSettings:
         return None if self.cron is None else str(self.cron.tz)
 
     # --- derived views ---------------------------------------------------------
+    def identity(self, key_of: Callable[[Any], Hashable]) -> Hashable:
+        """Equal for equal options: stored ones by column, callables by ``key_of``."""
+        return tuple(
+            key_of(value) if callable(value) else value
+            for value in (*self.columns(), *(getattr(self, f.name) for f in _UNSTORED))
+        )
+
     def columns(self) -> tuple[Any, ...]:
         """The stored options' values, in :data:`COLUMNS` order."""
         return tuple(
@@ -454,12 +461,15 @@ _ORDER = tuple(_SCHEMA)
 _STORED: tuple[tuple[str, Column], ...] = tuple(
     (f.name, f.metadata["column"]) for f in _FIELDS if f.metadata["column"] is not None
 )
+_UNSTORED = tuple(f for f in _FIELDS if f.metadata["column"] is None)
 #: The stored options' columns, in the order :meth:`TaskSettings.columns` gives their values.
 COLUMNS: tuple[Column, ...] = tuple(column for _, column in _STORED)
 #: The option defaults as callers see them (``None`` for arguments: no arguments).
 DEFAULTS: dict[str, Any] = {name: meta["default"] for name, meta in _SCHEMA.items()}
 #: One line per option, for docs and error messages.
 DOCS: dict[str, str] = {name: meta["doc"] for name, meta in _SCHEMA.items()}
+#: The doc line of each stored option, by column (the public ``Task`` field).
+COLUMN_DOCS: dict[str, str] = {column.name: DOCS[name] for name, column in _STORED}
 
 assert set(_SCHEMA) == set(TaskOptions.__annotations__), "TaskOptions and TaskSettings disagree"
 

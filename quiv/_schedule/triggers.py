@@ -8,7 +8,7 @@ import random
 from quiv._schedule.options import TaskSettings
 from quiv._schedule.policies import Misfire, jittered
 
-__all__ = ["TOLERANCE", "first_run", "next_regular_run", "next_run_after"]
+__all__ = ["TOLERANCE", "first_run", "next_regular_run", "next_run_after", "next_while_running"]
 
 #: Times within a microsecond are the same instant (what a datetime can show).
 TOLERANCE = 1e-6
@@ -52,6 +52,13 @@ def first_run(settings: TaskSettings, now: float) -> tuple[float, float]:
         return nominal, nominal if settings.kind == "once" else jittered(nominal, settings.jitter)
     nominal = now + settings.delay
     return nominal, jittered(nominal, settings.jitter)
+
+
+def next_while_running(settings: TaskSettings, cycle_due: float) -> float | None:
+    """What ``next_run_at`` shows while a job of a recurring interval task runs (``None``: leave it)."""
+    if settings.interval is None or settings.once:
+        return None
+    return cycle_due + settings.interval
 
 
 def next_regular_run(
