@@ -325,6 +325,7 @@ class Quiv:
         job is not affected. Fires ``TASK_UPDATED`` with the new task.
         Concurrent updates of one task apply one after the other: none is lost.
         """
+        task_id = _check_id(task_id, "task_id")
         unknown = set(changes) - set(TaskChanges.__annotations__)
         if unknown:
             raise InvalidArgumentError(f"update_task got unknown option(s): {', '.join(sorted(unknown))}")
@@ -369,9 +370,10 @@ class Quiv:
             self._dispatcher.emit(listeners, (Event.TASK_UPDATED, model))
         return model
 
-    def _task_locked(self, task_id: object) -> TaskState:
+    def _task_locked(self, task_id: str) -> TaskState:
+        """The task, for an id already checked to be a str (no user code under the lock)."""
         self._engine.check_readable_locked()
-        task = self._engine.tasks.get(_check_id(task_id, "task_id"))
+        task = self._engine.tasks.get(task_id)
         if task is None:
             raise TaskNotFoundError(f"no task with id {task_id!r}")
         return task
@@ -381,6 +383,7 @@ class Quiv:
 
         Callers blocked in :meth:`wait_for_task` on it get ``TaskNotFoundError``.
         """
+        task_id = _check_id(task_id, "task_id")
         self._dispatcher.note_caller()
         with self._lock:
             task = self._task_locked(task_id)
@@ -402,6 +405,7 @@ class Quiv:
 
     def pause_task(self, task_id: str) -> None:
         """Stop future runs of a task (a job already running finishes normally)."""
+        task_id = _check_id(task_id, "task_id")
         self._dispatcher.note_caller()
         with self._lock:
             task = self._task_locked(task_id)
@@ -412,6 +416,7 @@ class Quiv:
 
     def resume_task(self, task_id: str, delay: float = 0) -> None:
         """Re-activate a task; its next run is ``delay`` seconds from now (0: at once)."""
+        task_id = _check_id(task_id, "task_id")
         delay_s = check_seconds("delay", delay, positive=False)
         self._dispatcher.note_caller()
         with self._lock:
@@ -428,10 +433,11 @@ class Quiv:
         running, the new run starts as soon as it ends (a task never runs
         twice at once).
         """
+        task_id = _check_id(task_id, "task_id")
         self._dispatcher.note_caller()
         with self._lock:
             self._engine.check_readable_locked()
-            task = self._engine.tasks.get(_check_id(task_id, "task_id"))
+            task = self._engine.tasks.get(task_id)
             if task is None:
                 raise HandlerNotRegisteredError(f"no handler is registered for task id {task_id!r}")
             if not task.can_run_now():
@@ -444,6 +450,7 @@ class Quiv:
 
     def get_task(self, task_id: str) -> Task:
         """The task with this id."""
+        task_id = _check_id(task_id, "task_id")
         self._dispatcher.note_caller()
         with self._lock:
             view = self._task_locked(task_id).view()
@@ -462,8 +469,9 @@ class Quiv:
     # ------------------------------------------------------------------- jobs
     def cancel_job(self, job_id: str) -> bool:
         """Set a running job's stop event; False if no such job is running."""
+        job_id = _check_id(job_id, "job_id")
         with self._lock:
-            job = self._engine.live_jobs.get(_check_id(job_id, "job_id"))
+            job = self._engine.live_jobs.get(job_id)
             stopping = job is not None and job.request_stop("cancelled by cancel_job()")
         if stopping and job is not None:
             job.stop.set()  # its callbacks (user code) run here, without the lock
@@ -471,7 +479,7 @@ class Quiv:
 
     def get_job(self, job_id: str) -> Job:
         """The job with this id (running, or finished within the retention window)."""
-        _check_id(job_id, "job_id")
+        job_id = _check_id(job_id, "job_id")
         self._dispatcher.note_caller()
         with self._lock:
             self._engine.check_readable_locked()
