@@ -106,6 +106,8 @@ class Engine:
         self._late_last_warning = -math.inf
         self._late_suppressed = 0
         self._logs: list[_Log] = []
+        #: True while a worker thread that will read the heap again holds the lock.
+        self._worker_returning = False
         #: Liveness, for stats(): when a worker last woke up and when a job last started.
         self.last_wake: float | None = None
         self.last_job_start: float | None = None
@@ -179,6 +181,8 @@ class Engine:
             if due < self._wake_at:
                 self._wake_at = due
                 self._leader_cond.notify()
+        elif self._worker_returning:
+            pass  # the worker calling this reads the heap again before it waits
         elif self._idle_followers:
             self._follower_cond.notify()
         elif len(self._threads) < self.pool_size:
@@ -195,7 +199,11 @@ class Engine:
         with lock:
             while self.phase == RUNNING:
                 try:
-                    job = self._take_due_locked(self.now()) if self.busy < self.pool_size else None
+                    self._worker_returning = True
+                    try:
+                        job = self._take_due_locked(self.now()) if self.busy < self.pool_size else None
+                    finally:
+                        self._worker_returning = False
                     if job is not None:
                         self._run_locked(job)  # flushes the log records on its way
                     elif self._logs:
@@ -377,7 +385,11 @@ class Engine:
         self.writer.job_changed(job)
         plan = task.end_job(job, now)
         if not task.removed:
-            self.apply_locked(task, plan)
+            self._worker_returning = True
+            try:
+                self.apply_locked(task, plan)
+            finally:
+                self._worker_returning = False
         if self.busy == self.pool_size and self._full_since is not None:
             self._full_spell, self._full_since = (self._full_since, now), None
         self.busy -= 1
