@@ -340,3 +340,32 @@ def test_posts_from_the_loop_itself_are_never_held(loop_thread: LoopThread, seam
 
     assert loop_thread.call(post_from_the_loop) == [True] * count
     assert received(calls, count) == list(range(count))
+
+
+# --- a callback that raises past the drain -----------------------------------
+
+
+class Escape(BaseException):
+    """Not an ``Exception``: the drain does not swallow it, the loop reports it."""
+
+
+def test_a_callback_raising_a_base_exception_does_not_strand_the_messages_after_it(
+    loop_thread: LoopThread, seams: Seams
+) -> None:
+    box, calls = seams.box, Calls()
+    record = calls.sync()
+    reported: list[object] = []
+    loop_thread.loop.set_exception_handler(lambda loop, context: reported.append(context.get("exception")))
+
+    def escape() -> None:
+        raise Escape
+
+    loop_free = hold_loop(loop_thread)
+    assert box.post(escape, ())
+    assert box.post(record, ("after",))
+    loop_free.set()
+
+    assert received(calls, 1) == ["after"]
+    assert box.post(record, ("later",))
+    assert received(calls, 2) == ["after", "later"]
+    assert [type(exc) for exc in reported] == [Escape]
