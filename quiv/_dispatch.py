@@ -225,6 +225,11 @@ class Mailbox:
                     func(*args, **kwargs)
                 except Exception:
                     logger.exception("callback %r raised on the main loop", func)
+                except BaseException:
+                    # Not ours to swallow (SystemExit, KeyboardInterrupt...), but _scheduled
+                    # still promises a drain to the producers: keep that promise.
+                    self.loop.call_soon(self._drain)
+                    raise
             if not incoming:
                 with self._lock:
                     self._scheduled = False  # first clear the flag (W), then look (E): see the class doc
