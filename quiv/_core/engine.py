@@ -371,7 +371,7 @@ class Engine:
         """Record the end of a job (lock held); return what must be announced, if anything."""
         task = job.task
         if job.watch is not None:
-            self._watchdog.unwatch(job.watch)
+            self._watchdog.cancel(job.watch)  # the job's state is released now, not at its deadline
             job.watch = None
         if self.phase == STOPPED:
             # Shutdown gave up waiting for this job: its result has nowhere to go.

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from quiv._core.handlers import InjectionPlan
 from quiv._core.ids import new_id
 from quiv._core.stop import StopEvent
+from quiv._core.watchdog import Watch
 from quiv._enums import JobStatus, TaskStatus
 from quiv._schedule.options import TaskSettings
 from quiv._schedule.policies import Misfire, late_run_decision, retry_delay
@@ -313,7 +314,7 @@ class JobState:
     #: Why the job was asked to stop; set under the lock before the stop event is set outside it.
     cancel_reason: str | None = None
     #: The watchdog's handle while the job has a timeout.
-    watch: object = None
+    watch: Watch[JobState] | None = None
 
     def stop_requested(self) -> bool:
         return self.cancel_reason is not None

@@ -116,12 +116,42 @@ _Item = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 class Mailbox:
     """A FIFO of calls to run on one event loop, woken once per batch.
 
-    Producers append under a lock; the loop takes the whole backlog in one
-    swap and works through it in slices of at most ``SLICE_SECONDS``. A
-    producer on another thread that finds ``HIGH_WATER`` items waiting is
-    held until the loop takes them (so memory stays bounded and a flood
-    cannot starve the loop), and every ``YIELD_EVERY`` posts it offers the
+    Producers append to one deque, without a lock; the loop pops from its
+    other end in slices of at most ``SLICE_SECONDS``, so a flood cannot
+    starve the loop's other callbacks. A drain is scheduled only when none is
+    (``_scheduled``), so the loop is woken once per batch, not once per
+    message. A producer on another thread that finds ``HIGH_WATER`` items
+    waiting is held until the loop has worked the queue down to half that
+    (so memory stays bounded), and every ``YIELD_EVERY`` posts it offers the
     GIL to the loop thread.
+
+    Why no message is ever stranded (appended, yet no drain coming for it).
+    Each step below is atomic and all threads see them in one order (the GIL;
+    ``deque.append``/``popleft``/``len`` are atomic on their own):
+
+    * The queue is one deque for the mailbox's whole life. A producer that
+      read ``_incoming`` a moment ago therefore appends into the live queue:
+      there is no stale buffer to append into. (An earlier design swapped an
+      ``_incoming`` and a ``_pending`` deque; a producer that read
+      ``_incoming`` just before a swap appended into ``_pending`` after the
+      drain's last look at it, and the message sat there unrun.)
+    * A producer appends (A) and then reads ``_scheduled`` (C). The drain
+      stops only by clearing ``_scheduled`` (W) and *then* finding the queue
+      empty (E), under the lock. If C saw True, then A < C < W < E, so E sees
+      the message and the drain carries on. If C saw False, the producer
+      takes the lock and schedules a drain unless one was scheduled since
+      (by another producer, or by the drain re-arming after E found items):
+      either way a drain runs after A.
+    * ``_scheduled`` is only ever set under the lock, so at most one drain is
+      queued or running at a time; ``post()`` takes the lock only when it
+      reads ``_scheduled`` as False, i.e. about once per batch.
+    * A producer is held only after seeing ``HIGH_WATER`` items queued under
+      the lock, and clears ``_room`` in the same locked step. Its own message
+      is among them, so a drain runs after that step (see above); the drain
+      sets ``_room`` once the queue is down to ``HIGH_WATER // 2``, and in
+      any case, under the lock, when it stops. So every hold ends, and a
+      drain that stops just before the producer takes the lock leaves it
+      nothing to be held for.
     """
 
     HIGH_WATER = 10_000
@@ -134,7 +164,6 @@ class Mailbox:
         self.logger = logger
         self.channels: dict[object, _OrderedChannel] = {}
         self._incoming: deque[_Item] = deque()
-        self._pending: deque[_Item] = deque()
         self._lock = threading.Lock()
         self._room = threading.Event()
         self._room.set()
@@ -147,10 +176,9 @@ class Mailbox:
     ) -> bool:
         """Queue ``func(*args, **kwargs)`` for the loop; False if the loop can no longer take it.
 
-        The append itself takes no lock (``deque.append`` is atomic); the lock is
-        only taken to schedule a drain when none is pending, and at the high-water
-        mark. ``_drain`` re-checks the queue after clearing ``_scheduled``, so an
-        append racing that moment is never stranded.
+        The append itself takes no lock; the lock is only taken to schedule a
+        drain when none is pending, and at the high-water mark (see the class
+        docstring for why no message can be stranded).
         """
         incoming = self._incoming
         incoming.append((func, args, kwargs))
@@ -164,14 +192,14 @@ class Mailbox:
                 except RuntimeError:  # the loop was closed under us
                     with self._lock:
                         self._scheduled = False
-                        self._incoming.clear()
+                        incoming.clear()
                         self._room.set()
                     return False
         self._posts += 1  # approximate under several producers, which is fine
         if len(incoming) >= self.HIGH_WATER:
             if asyncio._get_running_loop() is not self.loop:
                 with self._lock:
-                    full = len(self._incoming) >= self.HIGH_WATER
+                    full = len(incoming) >= self.HIGH_WATER
                     if full:
                         self._room.clear()
                 if full:
@@ -188,24 +216,30 @@ class Mailbox:
     def _drain(self) -> None:
         deadline = time.perf_counter() + SLICE_SECONDS
         logger = self.logger
+        incoming = self._incoming
+        room = self._room
         while True:
-            pending = self._pending
-            if not pending:
-                with self._lock:
-                    if not self._incoming:
-                        self._scheduled = False
-                        if not self._incoming:  # no lock-free append raced the line above
-                            return
-                        self._scheduled = True
-                    self._pending, self._incoming = self._incoming, pending
-                    self._room.set()
-                pending = self._pending
-            for _ in range(min(64, len(pending))):
-                func, args, kwargs = pending.popleft()
+            for _ in range(min(64, len(incoming))):
+                func, args, kwargs = incoming.popleft()
                 try:
                     func(*args, **kwargs)
                 except Exception:
                     logger.exception("callback %r raised on the main loop", func)
+                except BaseException:
+                    # Not ours to swallow (SystemExit, KeyboardInterrupt...), but _scheduled
+                    # still promises a drain to the producers: keep that promise.
+                    self.loop.call_soon(self._drain)
+                    raise
+            if not incoming:
+                with self._lock:
+                    self._scheduled = False  # first clear the flag (W), then look (E): see the class doc
+                    if not incoming:
+                        if not room.is_set():
+                            room.set()
+                        return
+                    self._scheduled = True  # a post raced W: it relies on this drain
+            elif not room.is_set() and len(incoming) <= self.HIGH_WATER // 2:
+                room.set()
             if time.perf_counter() > deadline:
                 # Give the loop back; the flag stays set so producers do not reschedule.
                 self.loop.call_soon(self._drain)
