@@ -11,10 +11,19 @@ from typing import Any, Literal, TypedDict
 
 from quiv._config import resolve_timezone
 from quiv._cron import CronSchedule
+from quiv._enums import JobStatus
 from quiv._exceptions import ConfigurationError, HandlerRegistrationError, InvalidArgumentError
 from quiv._policies import Misfire
+from quiv._store.base import JobQuery
 
-__all__ = ["MisfirePolicy", "TaskChanges", "TaskSettings", "check_seconds", "check_task_name"]
+__all__ = [
+    "MisfirePolicy",
+    "TaskChanges",
+    "TaskSettings",
+    "check_job_query",
+    "check_seconds",
+    "check_task_name",
+]
 
 MisfirePolicy = Literal["skip", "run_once"]
 
@@ -67,6 +76,45 @@ def check_seconds(name: str, value: object, *, positive: bool) -> float:
     if not positive and number < 0:
         raise ConfigurationError(f"{name} must be >= 0, got {value!r}")
     return number
+
+
+def check_job_query(
+    status: object,
+    task_id: object,
+    *,
+    newest_first: object = False,
+    limit: object = None,
+    offset: object = 0,
+) -> JobQuery:
+    """The arguments of ``get_all_jobs`` and ``count_jobs`` as a store query; raise naming a bad one."""
+    if status is None:
+        status_value = None
+    else:
+        try:
+            status_value = JobStatus(status).value
+        except ValueError:
+            valid = ", ".join(s.value for s in JobStatus)
+            raise ConfigurationError(f"unknown job status {status!r}; expected one of {valid}") from None
+    if task_id is not None and not isinstance(task_id, str):
+        raise InvalidArgumentError(f"task_id must be a str or None, got {type(task_id).__name__} {task_id!r}")
+    if not isinstance(newest_first, bool):
+        raise InvalidArgumentError(f"newest_first must be a bool, got {newest_first!r}")
+    return JobQuery(
+        task_id=task_id,
+        status=status_value,
+        newest_first=newest_first,
+        limit=None if limit is None else _check_count("limit", limit, "an int >= 0 or None"),
+        offset=_check_count("offset", offset, "an int >= 0"),
+    )
+
+
+def _check_count(name: str, value: object, expected: str) -> int:
+    """``value`` if it is an int >= 0 (not a bool), else raise naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
+    if value < 0:
+        raise ConfigurationError(f"{name} must be >= 0, got {value!r}")
+    return value
 
 
 def _optional_seconds(name: str, value: object, *, positive: bool) -> float | None:

@@ -39,7 +39,7 @@ from quiv._exceptions import (
 )
 from quiv._handlers import injection_plan, is_async_callable
 from quiv._ids import new_id
-from quiv._options import MisfirePolicy, TaskChanges, TaskSettings, check_seconds
+from quiv._options import MisfirePolicy, TaskChanges, TaskSettings, check_job_query, check_seconds
 from quiv._progress import ProgressReport
 from quiv._schedule import first_run
 from quiv._state import JobState, TaskState, job_model, utc
@@ -501,14 +501,24 @@ class Quiv(_Engine, _DeclarativeMixin):
             raise JobNotFoundError(f"no job with id {job_id!r}")
         return job_model(row)
 
-    def get_all_jobs(self, status: str | JobStatus | None = None) -> list[Job]:
-        """Every job kept (oldest first), optionally only those with ``status``."""
-        if status is not None:
-            try:
-                status = JobStatus(status)
-            except ValueError:
-                valid = ", ".join(s.value for s in JobStatus)
-                raise ConfigurationError(f"unknown job status {status!r}; expected one of {valid}") from None
+    def get_all_jobs(
+        self,
+        status: str | JobStatus | None = None,
+        *,
+        task_id: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        newest_first: bool = False,
+    ) -> list[Job]:
+        """Jobs kept (running ones included), oldest first, optionally filtered and paged.
+
+        ``status`` and ``task_id`` keep only matching jobs; ``newest_first``
+        reverses the order. Jobs are ordered by start time, then id, so pages
+        taken with ``offset`` and ``limit`` (``None``: no limit) never overlap.
+        Filtering and paging happen in the database: a page costs its size,
+        not the size of the history.
+        """
+        query = check_job_query(status, task_id, newest_first=newest_first, limit=limit, offset=offset)
         self._dispatcher.note_caller()
         with self._lock:
             self._check_readable_locked()
@@ -516,7 +526,19 @@ class Quiv(_Engine, _DeclarativeMixin):
         if persister is None:
             return []
         persister.flush()
-        return [job_model(row) for row in persister.store.list_jobs(None if status is None else status.value)]
+        return [job_model(row) for row in persister.store.list_jobs(query)]
+
+    def count_jobs(self, status: str | JobStatus | None = None, *, task_id: str | None = None) -> int:
+        """How many jobs are kept (running ones included), optionally only of ``status`` or of one task."""
+        query = check_job_query(status, task_id)
+        self._dispatcher.note_caller()
+        with self._lock:
+            self._check_readable_locked()
+            persister = self._persister
+        if persister is None:
+            return 0
+        persister.flush()
+        return persister.store.count_matching(query)
 
     def wait_for_job(self, job_id: str, timeout: float | None = None) -> Job:
         """Block until the job ends (``TimeoutError`` after ``timeout`` s) and return it.
