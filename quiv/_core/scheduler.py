@@ -68,7 +68,7 @@ from quiv._schedule.options import (
     check_seconds,
     check_task_name,
 )
-from quiv._store.base import Store
+from quiv._store.base import JobQuery, Store
 from quiv._store.writer import Writer
 from quiv.types import JobEvent, TaskEvent, TaskId
 
@@ -84,6 +84,45 @@ _RESCHEDULING = frozenset({"interval", "cron", "cron_timezone", "fixed_interval"
 def _check_id(value: object, what: str) -> str:
     if not isinstance(value, str):
         raise InvalidArgumentError(f"{what} must be a str, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _job_query(
+    status: object,
+    task_id: object,
+    *,
+    newest_first: object = False,
+    limit: object = None,
+    offset: object = 0,
+) -> JobQuery:
+    """The arguments of ``get_all_jobs`` and ``count_jobs`` as a store query; raise naming a bad one."""
+    if status is None:
+        status_value = None
+    else:
+        try:
+            status_value = JobStatus(status).value
+        except ValueError:
+            valid = ", ".join(s.value for s in JobStatus)
+            raise ConfigurationError(f"unknown job status {status!r}; expected one of {valid}") from None
+    if task_id is not None and not isinstance(task_id, str):
+        raise InvalidArgumentError(f"task_id must be a str or None, got {type(task_id).__name__} {task_id!r}")
+    if not isinstance(newest_first, bool):
+        raise InvalidArgumentError(f"newest_first must be a bool, got {newest_first!r}")
+    return JobQuery(
+        task_id=task_id,
+        status=status_value,
+        newest_first=newest_first,
+        limit=None if limit is None else _count("limit", limit, "an int >= 0 or None"),
+        offset=_count("offset", offset, "an int >= 0"),
+    )
+
+
+def _count(name: str, value: object, expected: str) -> int:
+    """``value`` if it is an int >= 0 (not a bool), else raise naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
+    if value < 0:
+        raise ConfigurationError(f"{name} must be >= 0, got {value!r}")
     return value
 
 
@@ -494,22 +533,42 @@ class Quiv:
             raise JobNotFoundError(f"no job with id {job_id!r}")
         return job_model(tuple(stored))
 
-    def get_all_jobs(self, status: str | JobStatus | None = None) -> list[Job]:
-        """Every job kept (oldest first), optionally only those with ``status``."""
-        if status is not None:
-            try:
-                status = JobStatus(status)
-            except ValueError:
-                valid = ", ".join(s.value for s in JobStatus)
-                raise ConfigurationError(f"unknown job status {status!r}; expected one of {valid}") from None
+    def get_all_jobs(
+        self,
+        status: str | JobStatus | None = None,
+        *,
+        task_id: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        newest_first: bool = False,
+    ) -> list[Job]:
+        """Jobs kept (running ones included), oldest first, optionally filtered and paged.
+
+        ``status`` and ``task_id`` keep only matching jobs; ``newest_first``
+        reverses the order. Jobs are ordered by start time, then id, so pages
+        taken with ``offset`` and ``limit`` (``None``: no limit) never overlap.
+        Filtering and paging happen in the database: a page costs its size,
+        not the size of the history.
+        """
+        query = _job_query(status, task_id, newest_first=newest_first, limit=limit, offset=offset)
+        store = self._read_store()
+        if store is None:
+            return []
+        return [job_model(tuple(row)) for row in store.list_jobs(query)]
+
+    def count_jobs(self, status: str | JobStatus | None = None, *, task_id: str | None = None) -> int:
+        """How many jobs are kept (running ones included), optionally only of ``status`` or of one task."""
+        query = _job_query(status, task_id)
+        store = self._read_store()
+        return 0 if store is None else store.count_matching(query)
+
+    def _read_store(self) -> Store | None:
+        """The store with every change written, for a read; None before the first task."""
         self._dispatcher.note_caller()
         with self._lock:
             self._engine.check_readable_locked()
         self._writer.flush()
-        store = self._writer.store
-        if store is None:
-            return []
-        return [job_model(tuple(row)) for row in store.list_jobs(None if status is None else status.value)]
+        return self._writer.store
 
     def wait_for_job(self, job_id: str, timeout: float | None = None) -> Job:
         """Block until the job ends (``TimeoutError`` after ``timeout`` s) and return it.

@@ -9,9 +9,10 @@ a claim step to this interface; nothing in the engine assumes SQLite.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-__all__ = ["TASK_IDENTITY", "JobRow", "Store", "TaskRow"]
+__all__ = ["TASK_IDENTITY", "JobQuery", "JobRow", "Store", "TaskRow"]
 
 
 #: A task row: :data:`TASK_IDENTITY` then the options' columns (``quiv._schedule.options.COLUMNS``).
@@ -33,6 +34,24 @@ class JobRow(NamedTuple):
     retry_of: str | None
 
 
+@dataclass(frozen=True)
+class JobQuery:
+    """Which stored jobs to read: filters, order and one page of the result.
+
+    Jobs are ordered by ``started_at`` then ``id``, ascending, or descending
+    when ``newest_first``; the order is total, so pages never overlap or skip.
+    ``limit=None`` reads every matching job after the first ``offset``.
+    Callers validate the values (``limit`` and ``offset`` are ints >= 0);
+    counting ignores the order and the page.
+    """
+
+    task_id: str | None = None
+    status: str | None = None
+    newest_first: bool = False
+    limit: int | None = None
+    offset: int = 0
+
+
 class Store(Protocol):
     """Where task and job state is persisted."""
 
@@ -44,12 +63,20 @@ class Store(Protocol):
 
     def get_job(self, job_id: str) -> JobRow | None: ...
 
-    def list_jobs(self, status: str | None) -> list[JobRow]:
-        """Jobs oldest first, optionally only those with ``status``."""
+    def list_jobs(self, query: JobQuery) -> list[JobRow]:
+        """The page of jobs that ``query`` selects, in its order.
+
+        A backend filters, orders and cuts the page itself (through an index
+        in this order), so the cost follows ``offset + limit``, not the history.
+        """
+        ...
+
+    def count_matching(self, query: JobQuery) -> int:
+        """How many jobs pass the filters of ``query`` (its order and page are ignored)."""
         ...
 
     def count_jobs(self) -> dict[str, int]:
-        """Number of stored jobs per status."""
+        """Number of stored jobs per status (statuses without jobs are left out)."""
         ...
 
     def purge_jobs(self, ended_before: float) -> float | None:

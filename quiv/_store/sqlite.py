@@ -14,8 +14,10 @@ from sqlalchemy import (
     Column,
     Engine,
     Float,
+    Index,
     Integer,
     LargeBinary,
+    Select,
     String,
     Table,
     delete,
@@ -29,11 +31,13 @@ from sqlmodel import Field, SQLModel, create_engine
 
 from quiv._exceptions import DatabaseError, DatabaseInitializationError
 from quiv._schedule.options import COLUMNS
-from quiv._store.base import TASK_IDENTITY, JobRow, TaskRow
+from quiv._store.base import TASK_IDENTITY, JobQuery, JobRow, TaskRow
 
 __all__ = ["JobDB", "SQLiteStore"]
 
 _TERMINAL = ("completed", "cancelled", "failed")
+#: SQLite's largest integer: a larger limit or offset means the same as this one.
+_MAX_INTEGER = 2**63 - 1
 
 
 class _QuivTable(SQLModel, registry=registry()):
@@ -56,15 +60,25 @@ _task_table = Table(
 
 
 class JobDB(_QuivTable, table=True):
-    """A persisted job. Times are epoch seconds (UTC)."""
+    """A persisted job. Times are epoch seconds (UTC).
+
+    Pages of jobs are read in ``(started_at, id)`` order, optionally for one
+    task or one status: each of the three indexes below serves one of those
+    reads in order, so a page costs its size whatever the history holds.
+    """
 
     __tablename__ = "quiv_job"
+    __table_args__ = (
+        Index("ix_quiv_job_started", "started_at", "id"),
+        Index("ix_quiv_job_task_started", "task_id", "started_at", "id"),
+        Index("ix_quiv_job_status_started", "status", "started_at", "id"),
+    )
 
     id: str = Field(primary_key=True)
-    task_id: str = Field(index=True)
+    task_id: str
     task_name: str
     status: str
-    started_at: float = Field(index=True)
+    started_at: float
     ended_at: float | None = Field(default=None, index=True)
     duration_seconds: float | None = None
     error_message: str | None = None
@@ -153,12 +167,24 @@ class SQLiteStore:
             row = conn.execute(select(_job_table).where(_job_table.c.id == job_id)).first()
         return JobRow(*row) if row is not None else None
 
-    def list_jobs(self, status: str | None) -> list[JobRow]:
-        query = select(_job_table).order_by(_job_table.c.started_at, _job_table.c.id)
-        if status is not None:
-            query = query.where(_job_table.c.status == status)
+    def list_jobs(self, query: JobQuery) -> list[JobRow]:
+        columns = _job_table.c
+        if query.newest_first:
+            order = (columns.started_at.desc(), columns.id.desc())
+        else:
+            order = (columns.started_at.asc(), columns.id.asc())
+        statement = _where(select(_job_table), query).order_by(*order)
+        if query.limit is not None:
+            statement = statement.limit(min(query.limit, _MAX_INTEGER))
+        if query.offset:
+            statement = statement.offset(min(query.offset, _MAX_INTEGER))
         with self._lock, self._guard("read"), self._engine.connect() as conn:
-            return [JobRow(*row) for row in conn.execute(query)]
+            return [JobRow(*row) for row in conn.execute(statement)]
+
+    def count_matching(self, query: JobQuery) -> int:
+        statement = _where(select(func.count()).select_from(_job_table), query)
+        with self._lock, self._guard("read"), self._engine.connect() as conn:
+            return int(conn.execute(statement).scalar_one())
 
     def count_jobs(self) -> dict[str, int]:
         query = select(_job_table.c.status, func.count()).group_by(_job_table.c.status)
@@ -183,6 +209,15 @@ class SQLiteStore:
         if self._closed:
             raise DatabaseError(f"cannot {what}: quiv's database was closed by shutdown()")
         return _Guard(what)
+
+
+def _where(statement: Select[Any], query: JobQuery) -> Select[Any]:
+    """``statement`` restricted to the jobs that pass the filters of ``query``."""
+    if query.task_id is not None:
+        statement = statement.where(_job_table.c.task_id == query.task_id)
+    if query.status is not None:
+        statement = statement.where(_job_table.c.status == query.status)
+    return statement
 
 
 class _Guard:

@@ -205,14 +205,17 @@ def quiv_router(
         limit: Annotated[int, Query(ge=1, le=max_page_size, description="Page size.")] = page_size,
         offset: Annotated[int, Query(ge=0, description="Matching jobs to skip.")] = 0,
     ) -> QuivJobPage:
-        """Jobs kept in the history, newest first, one page at a time."""
+        """Jobs kept in the history, newest first, one page at a time.
+
+        Jobs that started at the same instant are ordered by id, descending.
+        """
         with _http_errors():
-            jobs = scheduler.get_all_jobs(status=status)
-        if task_id is not None:
-            jobs = [job for job in jobs if job.task_id == task_id]
-        jobs.sort(key=lambda job: job.started_at, reverse=True)
-        page = [QuivJob.from_job(job) for job in jobs[offset : offset + limit]]
-        return QuivJobPage(items=page, total=len(jobs), limit=limit, offset=offset)
+            jobs = scheduler.get_all_jobs(
+                status=status, task_id=task_id, limit=limit, offset=offset, newest_first=True
+            )
+            total = scheduler.count_jobs(status=status, task_id=task_id)
+        page = [QuivJob.from_job(job) for job in jobs]
+        return QuivJobPage(items=page, total=total, limit=limit, offset=offset)
 
     @router.get("/jobs/{job_id}", name="quiv_get_job", responses=_responses(404))
     def get_job(job_id: JobId) -> QuivJob:
