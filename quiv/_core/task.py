@@ -17,6 +17,7 @@ runs user code (no unpickling, no callbacks), and all are cheap.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -67,24 +68,28 @@ class TaskView(NamedTuple):
     status: TaskStatus
     next_run: float
     settings: TaskSettings
+    #: The option fields as stored (arguments still pickled), computed once per settings.
+    public: dict[str, Any]
 
     def model(self) -> Task:
         """The public snapshot. Unpickles the arguments: call without the scheduler lock."""
-        from quiv.models import Task  # imported on first use: keeps `import quiv` light
+        from quiv.models import Task, trusted  # imported on first use: keeps `import quiv` light
 
+        values = {
+            "id": self.id,
+            "task_name": self.name,
+            "status": self.status,
+            "next_run_at": utc(self.next_run),
+            **self.public,
+        }
         try:
-            fields = self.settings.public_fields()
+            values["args"] = pickle.loads(self.settings.args)
+            values["kwargs"] = pickle.loads(self.settings.kwargs)
         except Exception:
             # Arguments that no longer unpickle fail their jobs (with a message saying
             # so); a snapshot of the task must still be possible, so show none.
-            fields = {**self.settings.public_fields(convert=False), "args": (), "kwargs": {}}
-        return Task.model_construct(
-            id=self.id,
-            task_name=self.name,
-            status=self.status,
-            next_run_at=utc(self.next_run),
-            **fields,
-        )
+            values["args"], values["kwargs"] = (), {}
+        return trusted(Task, values)
 
 
 @dataclass(eq=False, slots=True)
@@ -117,10 +122,15 @@ class TaskState:
     cycle_due: float | None = None
     #: The scheduled run's place in the schedule before jitter.
     nominal: float = 0.0
+    #: ``settings.public_fields(convert=False)``, kept with the settings it was made from.
+    public: dict[str, Any] = field(default_factory=dict)
 
     # ----------------------------------------------------------------- views
+    def __post_init__(self) -> None:
+        self.public = self.settings.public_fields(convert=False)
+
     def view(self) -> TaskView:
-        return TaskView(self.id, self.name, self.status, self.next_run, self.settings)
+        return TaskView(self.id, self.name, self.status, self.next_run, self.settings, self.public)
 
     def row(self) -> tuple[Any, ...]:
         """The store row: identity and state, then the options' columns."""
@@ -183,6 +193,7 @@ class TaskState:
     def update(self, settings: TaskSettings, now: float, *, reschedule: bool) -> Plan:
         """New options; with ``reschedule`` the new schedule starts from now."""
         self.settings = settings
+        self.public = settings.public_fields(convert=False)
         if not reschedule:
             return None
         nominal, actual = first_run(settings, now)
@@ -351,18 +362,21 @@ class JobState:
 
 def job_model(row: tuple[Any, ...]) -> Job:
     """Build the public model from a job row (see :meth:`JobState.row`)."""
-    from quiv.models import Job
+    from quiv.models import Job, trusted
 
     job_id, task_id, task_name, status, started, ended, duration, error, attempt, retry_of = row
-    return Job.model_construct(
-        id=job_id,
-        task_id=task_id,
-        task_name=task_name,
-        status=JobStatus(status),
-        started_at=utc(started),
-        ended_at=None if ended is None else utc(ended),
-        duration_seconds=duration,
-        error_message=error,
-        attempt=attempt,
-        retry_of=retry_of,
+    return trusted(
+        Job,
+        {
+            "id": job_id,
+            "task_id": task_id,
+            "task_name": task_name,
+            "status": JobStatus(status),
+            "started_at": utc(started),
+            "ended_at": None if ended is None else utc(ended),
+            "duration_seconds": duration,
+            "error_message": error,
+            "attempt": attempt,
+            "retry_of": retry_of,
+        },
     )

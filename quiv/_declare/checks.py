@@ -16,6 +16,7 @@ import inspect
 import linecache
 import types
 import typing
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -196,6 +197,11 @@ def _signature(func: Callable[..., Any]) -> inspect.Signature | None:
         return None
 
 
+#: Handlers that passed every check with no arguments at all (weakly held): a
+#: repeated ``add_task`` of one handler without arguments checks it once.
+_PLAIN_OK: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
+
+
 def check_task_handler(
     func: object,
     args: tuple[Any, ...] | None,
@@ -209,6 +215,13 @@ def check_task_handler(
     keyword and its annotation accepts what quiv passes; ``args`` and
     ``kwargs`` bind to the remaining parameters.
     """
+    plain = not args and not kwargs
+    if plain:
+        try:
+            if func in _PLAIN_OK:
+                return
+        except TypeError:  # not weak-referenceable: check every time
+            plain = False
     if not callable(func):
         raise HandlerRegistrationError(f"{role} must be callable, got {func!r}")
     try:
@@ -244,6 +257,8 @@ def check_task_handler(
             f"args={args!r} and kwargs={kwargs!r} do not fit {role} {describe(func)}{signature}: "
             f"{exc}{_where(func)}"
         ) from None
+    if plain:
+        _PLAIN_OK.add(func)
 
 
 def check_listener(func: object, arity: int, group: str) -> None:

@@ -409,10 +409,13 @@ class TaskSettings:
         values: dict[str, Any] = {}
         for name in _ORDER:
             if name in changes:
-                values[name] = _SCHEMA[name]["check"](name, changes[name], ctx)
+                value = changes[name]
+                if fresh and value is DEFAULTS[name]:
+                    continue  # the default, already checked: nothing to do (add_task's common case)
+                values[name] = _SCHEMA[name]["check"](name, value, ctx)
         cron_expr: str | None
         if fresh:
-            base: dict[str, Any] = {}
+            base: dict[str, Any] = _DEFAULT_VALUES
             cron_expr = values.get("cron")
         else:
             base = {"delay": 0.0, "run_at": None}
@@ -423,7 +426,8 @@ class TaskSettings:
             if "cron" in changes and "interval" not in changes:
                 base["interval"] = None
             cron_expr = values["cron"] if "cron" in changes else base.get("cron", _expr(self.cron))
-        merged = {**{f.name: getattr(self, f.name) for f in _FIELDS}, **base, **values}
+        current = base if fresh else {f.name: getattr(self, f.name) for f in _FIELDS}
+        merged = {**current, **base, **values} if not fresh else {**base, **values}
         return _finish(merged, cron_expr, "cron_timezone" in changes, default_timezone)
 
 
@@ -481,3 +485,4 @@ def _defaults() -> TaskSettings:
 
 
 _DEFAULTS = _defaults()
+_DEFAULT_VALUES: dict[str, Any] = {f.name: getattr(_DEFAULTS, f.name) for f in _FIELDS}

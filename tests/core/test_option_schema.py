@@ -82,3 +82,29 @@ def test_an_update_keeps_the_pickled_arguments_and_checks_only_what_changed() ->
     updated = settings.merge({"max_retries": 2}, task_name="t", default_timezone=timezone.utc)
     assert updated.kwargs == settings.kwargs  # the same pickled bytes
     assert updated.public_fields()["kwargs"] == {"region": "eu"}
+
+
+def test_trusted_snapshots_equal_what_model_construct_builds() -> None:
+    from datetime import datetime
+
+    from quiv._enums import JobStatus
+    from quiv.models import Job, trusted
+
+    values = {
+        "id": "j",
+        "task_id": "t",
+        "task_name": "n",
+        "status": JobStatus.COMPLETED,
+        "started_at": datetime(2024, 1, 1, tzinfo=timezone.utc),
+        "ended_at": None,
+        "duration_seconds": None,
+        "error_message": None,
+        "attempt": 1,
+        "retry_of": None,
+    }
+    assert set(values) == set(Job.model_fields), "trusted() needs every field"
+    fast, slow = trusted(Job, dict(values)), Job.model_construct(**values)
+    assert fast == slow
+    assert fast.model_fields_set == slow.model_fields_set
+    assert fast.model_dump_json() == slow.model_dump_json()
+    assert repr(fast) == repr(slow)
