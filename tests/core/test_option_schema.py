@@ -7,6 +7,7 @@ import io
 import pathlib
 import tokenize
 from datetime import timezone
+from typing import Any
 
 import pytest
 
@@ -90,7 +91,7 @@ def test_trusted_snapshots_equal_what_model_construct_builds() -> None:
     from quiv._enums import JobStatus
     from quiv.models import Job, trusted
 
-    values = {
+    values: dict[str, Any] = {
         "id": "j",
         "task_id": "t",
         "task_name": "n",
