@@ -653,6 +653,7 @@ class Quiv:
             oldest_id, oldest_started = (None, None) if oldest is None else (oldest.id, oldest.started)
             running = len(engine.live_jobs)
             busy = engine.busy
+            last_wake, last_start = engine.last_wake, engine.last_job_start
         from quiv.models import SchedulerStats
 
         jobs_by_status = dict.fromkeys((s.value for s in JobStatus), 0)
@@ -671,6 +672,8 @@ class Quiv:
             completed_in_window=jobs_by_status[JobStatus.COMPLETED.value],
             failed_in_window=jobs_by_status[JobStatus.FAILED.value],
             retention_seconds=float(self.history_retention_seconds),
+            last_wake_at=None if last_wake is None else utc(last_wake),
+            last_job_started_at=None if last_start is None else utc(last_start),
         )
 
     # -------------------------------------------------------------- listeners

@@ -126,6 +126,12 @@ class QuivStats(BaseModel):
     completed_in_window: int = Field(description="Jobs completed within the retention window.")
     failed_in_window: int = Field(description="Jobs failed within the retention window.")
     retention_seconds: float = Field(description="How long finished jobs are kept.")
+    last_wake_at: datetime | None = Field(
+        default=None, description="When a worker last woke up to look at the schedule (UTC); None before any."
+    )
+    last_job_started_at: datetime | None = Field(
+        default=None, description="When a job last started (UTC): a frozen scheduler shows an old time here."
+    )
 
 
 class QuivRunResult(BaseModel):
