@@ -37,7 +37,9 @@ def test_resume_with_a_delay_past_the_bound_is_refused_and_changes_nothing(
     assert scheduler.get_task(task_id).model_dump() == before
 
 
-@pytest.mark.parametrize("option", ["interval", "delay", "timeout", "retry_backoff", "jitter", "misfire_grace"])
+@pytest.mark.parametrize(
+    "option", ["interval", "delay", "timeout", "retry_backoff", "jitter", "misfire_grace"]
+)
 def test_every_seconds_option_is_bounded(make_quiv: Callable[..., Quiv], option: str) -> None:
     scheduler = make_quiv()
     options: dict[str, Any] = {"interval": 60, option: 1e10}
