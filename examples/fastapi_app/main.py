@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,7 +20,7 @@ from fastapi.responses import RedirectResponse
 from examples.fastapi_app.logging_setup import configure_logging
 from examples.fastapi_app.routes.reports import router as reports_router
 from examples.fastapi_app.scheduler import scheduler
-from examples.fastapi_app.security import COOKIE, require_operator
+from examples.fastapi_app.security import COOKIE, require_operator, tokens_match
 from quiv.fastapi import quiv_lifespan, quiv_router
 
 logger = logging.getLogger(__name__)
@@ -56,7 +55,7 @@ def home() -> RedirectResponse:
 def login(token: str = Query()) -> RedirectResponse:
     """Store the API token in a cookie so the dashboard and its WebSocket can use it."""
     expected = os.environ.get("EXAMPLE_API_TOKEN", "")
-    if expected and not secrets.compare_digest(token, expected):
+    if expected and not tokens_match(token, expected):
         raise HTTPException(status_code=401, detail="wrong token")
     response = RedirectResponse("/quiv/dashboard", status_code=303)
     response.set_cookie(COOKIE, token, httponly=True, samesite="strict")

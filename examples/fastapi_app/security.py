@@ -18,6 +18,11 @@ from fastapi.requests import HTTPConnection
 COOKIE = "example_token"
 
 
+def tokens_match(given: str, expected: str) -> bool:
+    """Compare in constant time. As bytes: ``compare_digest`` refuses non-ASCII str (a 500, not a 401)."""
+    return secrets.compare_digest(given.encode(), expected.encode())
+
+
 def require_operator(connection: HTTPConnection) -> None:
     """Let the request through if no token is configured or it carries the right one."""
     expected = os.environ.get("EXAMPLE_API_TOKEN")
@@ -26,5 +31,5 @@ def require_operator(connection: HTTPConnection) -> None:
     header = connection.headers.get("authorization", "")
     given = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else None
     given = given or connection.cookies.get(COOKIE)
-    if given is None or not secrets.compare_digest(given, expected):
+    if given is None or not tokens_match(given, expected):
         raise HTTPException(status_code=401, detail="missing or wrong token")
