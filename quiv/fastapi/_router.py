@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, WebSocket, params
 from fastapi import status as http
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.routing import APIRoute
 
 from quiv._enums import JobStatus
 from quiv._exceptions import (
@@ -268,4 +269,30 @@ def quiv_router(
             """Lifecycle events and progress reports as JSON text messages."""
             await live.serve(websocket)
 
+    _answer_405_with_every_allowed_method(router)
     return router
+
+
+_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _answer_405_with_every_allowed_method(router: APIRouter) -> None:
+    """Make a wrong method answer 405 with every method its path serves in ``Allow``.
+
+    Starlette answers with the methods of the first route whose path matched,
+    so ``PUT /tasks/{id}`` said ``Allow: GET`` although ``DELETE`` is served
+    too. One hidden route per path takes the other methods and says all of them.
+    """
+    served: dict[str, set[str]] = {}
+    for route in router.routes:
+        if isinstance(route, APIRoute):
+            served.setdefault(route.path, set()).update(route.methods)
+    for path, methods in served.items():
+        allow = ", ".join(sorted(methods))
+
+        def refuse(allow: str = allow) -> JSONResponse:
+            return JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": allow})
+
+        router.add_api_route(
+            path, refuse, methods=sorted(_HTTP_METHODS - methods), include_in_schema=False, name=None
+        )
