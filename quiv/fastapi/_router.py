@@ -286,7 +286,7 @@ def _answer_405_with_every_allowed_method(router: APIRouter) -> None:
     served: dict[str, set[str]] = {}
     for route in router.routes:
         if isinstance(route, APIRoute):
-            served.setdefault(route.path, set()).update(route.methods)
+            served.setdefault(route.path, set()).update(route.methods or ())
     for path, methods in served.items():
         allow = ", ".join(sorted(methods))
 
