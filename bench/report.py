@@ -611,3 +611,98 @@ def update_docs(path: Path, meta: dict[str, Any], section: str) -> None:
     else:
         text = (text.rstrip() + "\n\n" if text else "# Benchmarks\n\n") + block + "\n"
     path.write_text(text, encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- comparing two runs
+
+#: The after median must differ from the before median by more than this fraction to be called a change.
+COMPARE_TOLERANCE = 0.05
+
+
+def _verdict(fig: Fig, before: dict[str, Any], after: dict[str, Any]) -> str:
+    """``better`` / ``worse`` when the after median lies outside the before run's min-to-max range
+    (and more than 5% from its median) in that direction; ``~`` otherwise."""
+    b, a = before["median"], after["median"]
+    if b is None or a is None or fig.better not in ("lower", "higher"):
+        return ""
+    if b != 0 and abs(a - b) / abs(b) <= COMPARE_TOLERANCE:
+        return "~"
+    if a < before["min"]:
+        return "better" if fig.better == "lower" else "worse"
+    if a > before["max"]:
+        return "better" if fig.better == "higher" else "worse"
+    return "~"
+
+
+def _range_cell(row: dict[str, Any] | None) -> str:
+    if row is None or row["median"] is None:
+        return "—"
+    text = fmt(row["median"])
+    if row["n"] > 1:
+        text += f" ({fmt(row['min'])} to {fmt(row['max'])})"
+    return text
+
+
+def render_comparison(before: dict[str, Any], after: dict[str, Any], targets: list[str]) -> str:
+    """Markdown: each figure of ``targets`` in two result files side by side, then both targets checks.
+
+    ``before`` and ``after`` are the JSON payloads ``bench/run.py`` writes.
+    """
+    rows_b: dict[str, Any] = before["summary"]
+    rows_a: dict[str, Any] = after["summary"]
+    keys = [c["key"] for c in before["cases"]]
+    keys += [c["key"] for c in after["cases"] if c["key"] not in keys]
+
+    def sizes(payload: dict[str, Any], case: str, target: str) -> dict[str, Any] | None:
+        for c in payload["cases"]:
+            if c["key"] == case:
+                params = {**c["params"], **(c["slow_params"] if target in SLOW else {})}
+                return {k: v for k, v in params.items() if k != "timeout"}
+        return None
+
+    def when(payload: dict[str, Any]) -> str:
+        meta = payload["meta"]
+        return f"{meta['date']}, {meta['mode']}, {meta['reps']} rep(s), ours at {meta['git']}"
+
+    out = [
+        f"Before: {when(before)}.",
+        f"After: {when(after)}.",
+        "",
+        "Cells: median over repetitions (min to max). ratio = after ÷ before. verdict: better / worse when "
+        "the after median lies outside the before run's min-to-max range in that direction and more than "
+        f"{COMPARE_TOLERANCE:.0%} from its median, `~` otherwise.",
+        "",
+        "| scenario | metric | before | after | ratio | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for section in _sections(keys):
+        for fig in section.figs:
+            for target in targets:
+                b = rows_b.get(f"{fig.case}|{target}|{fig.metric}")
+                a = rows_a.get(f"{fig.case}|{target}|{fig.metric}")
+                if b is None and a is None:
+                    continue
+                arrow = {"lower": " (↓)", "higher": " (↑)"}.get(fig.better, "")
+                case = fig.case if len(targets) == 1 else f"{fig.case} ({PEER_LABEL[target]})"
+                ratio = _ratio(a["median"] if a else None, b["median"] if b else None)
+                verdict = _verdict(fig, b, a) if a is not None and b is not None else ""
+                if a is not None and b is not None:
+                    sb, sa = sizes(before, fig.case, target), sizes(after, fig.case, target)
+                    if sb != sa:
+                        verdict = f"sizes differ: {sb} → {sa}"
+                out.append(
+                    f"| {case} | {fig.label}{arrow} | {_range_cell(b)} | {_range_cell(a)} | "
+                    f"{fmt_ratio(ratio)} | {verdict} |"
+                )
+    checks_b = {c["target"]: c for c in before.get("targets", [])}
+    checks_a = {c["target"]: c for c in after.get("targets", [])}
+    names = list(checks_b) + [n for n in checks_a if n not in checks_b]
+    if names:
+        out += ["", "| target (ours) | before | after |", "|---|---|---|"]
+        for name in names:
+            cells = []
+            for checks in (checks_b, checks_a):
+                c = checks.get(name)
+                cells.append("—" if c is None else f"**{c['status']}** {c['figure']}")
+            out.append(f"| {name} | {cells[0]} | {cells[1]} |")
+    return "\n".join(out)

@@ -8,6 +8,8 @@ Usage (from the repository root)::
     python bench/run.py --targets ours,aps --scenarios throughput,latency --reps 5
     python bench/run.py --ours-ref HEAD  # measure a commit instead of the working tree
     python bench/run.py --list         # the cases and their sizes
+    python bench/run.py --compare bench/results/before-redesign.json bench/results/latest.json
+                                       # markdown table of two runs side by side (ours; --targets for more)
 
 Each target lives in its own virtual environment under ``.bench-cache/venvs/``
 (created with ``python -m venv`` + pip on first use; ``ours`` is reinstalled
@@ -43,7 +45,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from report import SLOW, render_markdown, summarise, update_docs  # noqa: E402
+from report import SLOW, render_comparison, render_markdown, summarise, update_docs  # noqa: E402
 
 ALL_TARGETS = ("ours", "quiv140", "aps", "aps-sqlite")
 QUIV = ("ours", "quiv140")
@@ -441,7 +443,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     mode.add_argument(
         "--smoke", action="store_true", help="CI: ours only, current interpreter, tiny sizes, ~10-20 s"
     )
-    p.add_argument("--targets", default=",".join(ALL_TARGETS), help="comma list of %(default)s")
+    p.add_argument(
+        "--targets",
+        default=None,
+        help=f"comma list of {','.join(ALL_TARGETS)} (default: all; with --compare: ours)",
+    )
     p.add_argument("--scenarios", default="", help="comma list of case keys or scenario names (default: all)")
     p.add_argument("--reps", type=int, default=None, help="repetitions (default 3; 1 with --quick/--smoke)")
     p.add_argument(
@@ -455,6 +461,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--no-plot", action="store_true", help="skip the PNG")
     p.add_argument("--no-docs", action="store_true", help="do not rewrite the table in docs/benchmarks.md")
     p.add_argument("--list", action="store_true", help="print the cases and exit")
+    p.add_argument(
+        "--compare",
+        nargs=2,
+        type=Path,
+        metavar=("BEFORE", "AFTER"),
+        help="print a markdown table of two results files (.json) side by side and exit",
+    )
     return p.parse_args(argv)
 
 
@@ -462,11 +475,19 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     mode = "smoke" if args.smoke else ("quick" if args.quick else "full")
     reps = args.reps if args.reps is not None else (3 if mode == "full" else 1)
-    targets = ("ours",) if args.smoke else tuple(t.strip() for t in args.targets.split(",") if t.strip())
+    if args.smoke:
+        targets: tuple[str, ...] = ("ours",)
+    else:
+        default = "ours" if args.compare else ",".join(ALL_TARGETS)
+        targets = tuple(t.strip() for t in (args.targets or default).split(",") if t.strip())
     unknown = set(targets) - set(ALL_TARGETS)
     if unknown:
         _log(f"unknown targets: {', '.join(sorted(unknown))}")
         return 2
+    if args.compare:
+        before, after = (json.loads(path.read_text()) for path in args.compare)
+        print(render_comparison(before, after, list(targets)))
+        return 0
     cases = build_cases(mode)
     if args.scenarios:
         wanted = {s.strip() for s in args.scenarios.split(",") if s.strip()}
