@@ -615,23 +615,21 @@ def update_docs(path: Path, meta: dict[str, Any], section: str) -> None:
 
 # --------------------------------------------------------------------------- comparing two runs
 
-#: The after median must differ from the before median by more than this fraction to be called a change.
-COMPARE_TOLERANCE = 0.05
+#: The two medians must differ by more than this fraction (of the before median) to be called a change.
+COMPARE_TOLERANCE = 0.10
 
 
 def _verdict(fig: Fig, before: dict[str, Any], after: dict[str, Any]) -> str:
-    """``better`` / ``worse`` when the after median lies outside the before run's min-to-max range
-    (and more than 5% from its median) in that direction; ``~`` otherwise."""
+    """``better`` / ``worse`` when each median lies outside the other run's min-to-max range and
+    they differ by more than 10%; ``~`` otherwise (within the noise the two runs show)."""
     b, a = before["median"], after["median"]
     if b is None or a is None or fig.better not in ("lower", "higher"):
         return ""
     if b != 0 and abs(a - b) / abs(b) <= COMPARE_TOLERANCE:
         return "~"
-    if a < before["min"]:
-        return "better" if fig.better == "lower" else "worse"
-    if a > before["max"]:
-        return "better" if fig.better == "higher" else "worse"
-    return "~"
+    if before["min"] <= a <= before["max"] or after["min"] <= b <= after["max"]:
+        return "~"
+    return "better" if (a < b) == (fig.better == "lower") else "worse"
 
 
 def _range_cell(row: dict[str, Any] | None) -> str:
@@ -669,8 +667,8 @@ def render_comparison(before: dict[str, Any], after: dict[str, Any], targets: li
         f"After: {when(after)}.",
         "",
         "Cells: median over repetitions (min to max). ratio = after ÷ before. verdict: better / worse when "
-        "the after median lies outside the before run's min-to-max range in that direction and more than "
-        f"{COMPARE_TOLERANCE:.0%} from its median, `~` otherwise.",
+        "each median lies outside the other run's min-to-max range and they differ by more than "
+        f"{COMPARE_TOLERANCE:.0%}, `~` otherwise (within the noise of the two runs).",
         "",
         "| scenario | metric | before | after | ratio | verdict |",
         "|---|---|---|---|---|---|",

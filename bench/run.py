@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    python bench/run.py                # full run, ~35 min: bench/results/latest.* + docs/benchmarks.md
+    python bench/run.py                # full run, ~25 min: bench/results/latest.* + docs/benchmarks.md
     python bench/run.py --quick        # tiny sizes, 1 repetition: bench/results/tmp/quick.*
     python bench/run.py --smoke        # CI: ours only, current interpreter, no venv, no network, ~10-20 s
     python bench/run.py --targets ours,aps --scenarios throughput,latency --reps 5
