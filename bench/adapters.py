@@ -53,6 +53,7 @@ class Adapter:
     persisted: bool = False
     supports_cancel: bool = False
     supports_progress: bool = False
+    supports_listener: bool = False
 
     def preload(self) -> None:
         """Import the library, so a memory baseline taken next excludes the import."""
@@ -90,6 +91,10 @@ class Adapter:
     def cancel(self, job_id: str) -> bool:
         raise UnsupportedError(f"{self.name} has no job cancellation")
 
+    def on_job_completed(self, callback: Callable[[], None]) -> None:
+        """Have the library's own job-completed event call ``callback()`` (a sync listener)."""
+        raise UnsupportedError(f"{self.name} has no job-completed listener")
+
     def version(self) -> str:
         return ""
 
@@ -103,6 +108,7 @@ class QuivAdapter(Adapter):
 
     supports_cancel = True
     supports_progress = True
+    supports_listener = True
     persisted = True
 
     def __init__(self, name: str) -> None:
@@ -160,6 +166,15 @@ class QuivAdapter(Adapter):
     def cancel(self, job_id: str) -> bool:
         return bool(self._sched.cancel_job(job_id))
 
+    def on_job_completed(self, callback: Callable[[], None]) -> None:
+        # Both flavours document add_listener(Event.JOB_COMPLETED, cb) with cb(event, task, job).
+        from quiv import Event
+
+        def listener(event: Any, task: Any, job: Any) -> None:
+            callback()
+
+        self._sched.add_listener(Event.JOB_COMPLETED, listener)
+
     def version(self) -> str:
         try:
             from importlib.metadata import version
@@ -176,6 +191,7 @@ class ApsAdapter(Adapter):
     """APScheduler 3 ``BackgroundScheduler`` with a thread pool."""
 
     hooks = "none"
+    supports_listener = True
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -243,6 +259,14 @@ class ApsAdapter(Adapter):
 
     def start(self) -> None:
         self._sched.start()
+
+    def on_job_completed(self, callback: Callable[[], None]) -> None:
+        from apscheduler.events import EVENT_JOB_EXECUTED
+
+        def listener(event: Any) -> None:
+            callback()
+
+        self._sched.add_listener(listener, EVENT_JOB_EXECUTED)
 
     def shutdown(self) -> None:
         try:

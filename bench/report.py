@@ -71,24 +71,53 @@ def _sections(case_keys: Iterable[str]) -> list[Section]:
         Fig("retention", "rss_all_mb", "RSS MB after all jobs (retention 1 s)", "lower"),
         Fig("retention", "rss_growth_mb", "RSS growth MB, 1,000 → all jobs", "lower"),
     ]
+    api_sizes = sorted(int(k.split("@")[1]) for k in keys if k.startswith("jobs_api@"))
+    api_figs: list[Fig] = []
+    for size in api_sizes:
+        api_figs += [
+            Fig(f"jobs_api@{size}", "p50_ms", f"p50 ms, {size:,} jobs in the history", "lower"),
+            Fig(f"jobs_api@{size}", "p99_ms", f"p99 ms, {size:,} jobs in the history", "lower"),
+        ]
+    api_figs += [
+        Fig(f"jobs_api@{size}", "fill_jobs_per_s", f"filling the history, jobs/s ({size:,} jobs)", "higher")
+        for size in api_sizes
+        if size >= 10_000
+    ]
     return [
         Section(
             "1. Throughput",
             "N run-once no-op jobs added at once to a running scheduler (pool of 10 threads); wall time "
-            "from the first add until the N-th handler has run (a counter in the handler, no store polling).",
-            ("throughput",),
-            (Fig("throughput", "jobs_per_s", "jobs/s", "higher"),),
+            "from the first add until the N-th handler has run (a counter in the handler, no store polling). "
+            "`throughput@listener`: the same with the library's job-completed listener attached (quiv: "
+            "`add_listener(Event.JOB_COMPLETED, cb)`, no main loop; APScheduler: `EVENT_JOB_EXECUTED`), a "
+            "sync callback that only counts; the wall time runs until the N-th handler and the N-th listener "
+            "call have both happened.",
+            ("throughput", "throughput@listener"),
+            (
+                Fig("throughput", "jobs_per_s", "jobs/s", "higher"),
+                Fig("throughput@listener", "jobs_per_s", "jobs/s with a job-completed listener", "higher"),
+                Fig(
+                    "throughput@listener",
+                    "handler_jobs_per_s",
+                    "jobs/s with a listener, counted on the handlers only",
+                    "higher",
+                ),
+            ),
         ),
         Section(
             "2. Dispatch latency",
-            "M run-once jobs due at known instants 10 ms apart (due = clock just before add + delay); "
-            "latency = handler start - due. The spacing keeps the slowest peer below saturation, so this is "
+            "M run-once jobs due at known instants 5 ms apart (`latency`, the target) and 10 ms apart "
+            "(`latency@10ms`, the spacing of earlier reports) (due = clock just before add + delay); "
+            "latency = handler start - due. Below saturation for every peer but quiv 1.4.0, so this is "
             "dispatch latency, not backlog.",
-            ("latency",),
+            ("latency", "latency@10ms"),
             (
-                Fig("latency", "p50_ms", "p50 ms", "lower"),
-                Fig("latency", "p99_ms", "p99 ms", "lower"),
-                Fig("latency", "max_ms", "max ms", "lower"),
+                Fig("latency", "p50_ms", "p50 ms, 5 ms apart", "lower"),
+                Fig("latency", "p99_ms", "p99 ms, 5 ms apart", "lower"),
+                Fig("latency", "max_ms", "max ms, 5 ms apart", "lower"),
+                Fig("latency@10ms", "p50_ms", "p50 ms, 10 ms apart", "lower"),
+                Fig("latency@10ms", "p99_ms", "p99 ms, 10 ms apart", "lower"),
+                Fig("latency@10ms", "max_ms", "max ms, 10 ms apart", "lower"),
             ),
         ),
         Section(
@@ -158,6 +187,15 @@ def _sections(case_keys: Iterable[str]) -> list[Section]:
                 Fig("import", "import_min_s", "import s (fastest run minus fastest bare run)", "lower"),
                 Fig("import", "importtime_s", "import s (-X importtime)", "lower"),
             ),
+        ),
+        Section(
+            "9. Jobs API",
+            "`GET /jobs?limit=50` of `quiv.fastapi`'s router (ours only), the app called in-process "
+            "through `httpx.AsyncClient` over `httpx.ASGITransport`, each call timed from the client; H "
+            "finished jobs in the history (history_retention_seconds of 7 days), made by running H "
+            "run-once no-op jobs through the public API in batches of 5,000 before the first call.",
+            tuple(f"jobs_api@{s}" for s in api_sizes),
+            tuple(api_figs),
         ),
     ]
 
@@ -252,10 +290,10 @@ def check_targets(summary: dict[str, Any]) -> list[dict[str, str]]:
         return med(summary, case, target, metric)
 
     v = m("latency", "p99_ms")
-    add("dispatch latency p99 ≤ 1 ms", None if v is None else v <= 1.0, f"p99 {fmt(v)} ms")
+    add("dispatch latency p99 ≤ 1 ms (jobs 5 ms apart)", None if v is None else v <= 1.0, f"p99 {fmt(v)} ms")
     aps = m("latency", "p99_ms", "aps")
     add(
-        "dispatch latency p99 vs APScheduler in memory (same run, same noise)",
+        "dispatch latency p99 vs APScheduler in memory (5 ms apart, same run, same noise)",
         None,
         f"{fmt(v)} vs {fmt(aps)} ms ({fmt_ratio(_ratio(v, aps))})",
         info=True,
@@ -269,6 +307,15 @@ def check_targets(summary: dict[str, Any]) -> list[dict[str, str]]:
     )
     q = m("throughput", "jobs_per_s", "quiv140")
     add("throughput vs quiv 1.4.0 (≈ 80x expected)", None, f"{fmt_ratio(_ratio(ours, q))}", info=True)
+    ours, aps = m("throughput@listener", "jobs_per_s"), m("throughput@listener", "jobs_per_s", "aps")
+    q = m("throughput@listener", "jobs_per_s", "quiv140")
+    add(
+        "throughput with a job-completed listener vs APScheduler in memory (same run)",
+        None,
+        f"{fmt(ours)} vs {fmt(aps)} jobs/s ({fmt_ratio(_ratio(ours, aps))}); "
+        f"{fmt_ratio(_ratio(ours, q))} quiv 1.4.0",
+        info=True,
+    )
 
     for case, where in (("add@running", "running scheduler"), ("add@stopped", "before start()")):
         ours, aps = m(case, "add_us_median"), m(case, "add_us_median", "aps")
@@ -359,6 +406,21 @@ def check_targets(summary: dict[str, Any]) -> list[dict[str, str]]:
         f"+{fmt(v)} MB",
     )
 
+    api = sorted(
+        (int(key.split("|")[0].split("@")[1]), key.split("|")[0])
+        for key in summary["status"]
+        if key.startswith("jobs_api@") and key.endswith("|ours")
+    )
+    if api:
+        add(
+            "GET /jobs?limit=50 latency (p50 / p99)",
+            None,
+            "; ".join(
+                f"{size:,} jobs: {fmt(m(case, 'p50_ms'))} / {fmt(m(case, 'p99_ms'))} ms" for size, case in api
+            ),
+            info=True,
+        )
+
     ours, q = m("import", "import_s"), m("import", "import_s", "quiv140")
     r = _ratio(ours, q)
     add(
@@ -409,11 +471,15 @@ def _sizes(cases: list[dict[str, Any]], keys: tuple[str, ...]) -> str:
         if case["key"] not in keys:
             continue
         p = {k: v for k, v in case["params"].items() if k not in ("mode", "timeout", "phase", "settle_s")}
-        desc = ", ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}" for k, v in p.items())
+        desc = ", ".join(
+            f"{k}={v:,}" if isinstance(v, int) and not isinstance(v, bool) else f"{k}={v}"
+            for k, v in p.items()
+        )
         slow = [t for t in case["targets"] if t in SLOW]
         if case["slow_params"] and slow:
             sp = ", ".join(
-                f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}" for k, v in case["slow_params"].items()
+                f"{k}={v:,}" if isinstance(v, int) and not isinstance(v, bool) else f"{k}={v}"
+                for k, v in case["slow_params"].items()
             )
             desc += f"; {'/'.join(slow)}: {sp}"
         if case.get("slow_max_reps") and slow:
@@ -545,3 +611,96 @@ def update_docs(path: Path, meta: dict[str, Any], section: str) -> None:
     else:
         text = (text.rstrip() + "\n\n" if text else "# Benchmarks\n\n") + block + "\n"
     path.write_text(text, encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- comparing two runs
+
+#: The two medians must differ by more than this fraction (of the before median) to be called a change.
+COMPARE_TOLERANCE = 0.10
+
+
+def _verdict(fig: Fig, before: dict[str, Any], after: dict[str, Any]) -> str:
+    """``better`` / ``worse`` when each median lies outside the other run's min-to-max range and
+    they differ by more than 10%; ``~`` otherwise (within the noise the two runs show)."""
+    b, a = before["median"], after["median"]
+    if b is None or a is None or fig.better not in ("lower", "higher"):
+        return ""
+    if b != 0 and abs(a - b) / abs(b) <= COMPARE_TOLERANCE:
+        return "~"
+    if before["min"] <= a <= before["max"] or after["min"] <= b <= after["max"]:
+        return "~"
+    return "better" if (a < b) == (fig.better == "lower") else "worse"
+
+
+def _range_cell(row: dict[str, Any] | None) -> str:
+    if row is None or row["median"] is None:
+        return "—"
+    text = fmt(row["median"])
+    if row["n"] > 1:
+        text += f" ({fmt(row['min'])} to {fmt(row['max'])})"
+    return text
+
+
+def render_comparison(before: dict[str, Any], after: dict[str, Any], targets: list[str]) -> str:
+    """Markdown: each figure of ``targets`` in two result files side by side, then both targets checks.
+
+    ``before`` and ``after`` are the JSON payloads ``bench/run.py`` writes.
+    """
+    rows_b: dict[str, Any] = before["summary"]
+    rows_a: dict[str, Any] = after["summary"]
+    keys = [c["key"] for c in before["cases"]]
+    keys += [c["key"] for c in after["cases"] if c["key"] not in keys]
+
+    def sizes(payload: dict[str, Any], case: str, target: str) -> dict[str, Any] | None:
+        for c in payload["cases"]:
+            if c["key"] == case:
+                params = {**c["params"], **(c["slow_params"] if target in SLOW else {})}
+                return {k: v for k, v in params.items() if k != "timeout"}
+        return None
+
+    def when(payload: dict[str, Any]) -> str:
+        meta = payload["meta"]
+        return f"{meta['date']}, {meta['mode']}, {meta['reps']} rep(s), ours at {meta['git']}"
+
+    out = [
+        f"Before: {when(before)}.",
+        f"After: {when(after)}.",
+        "",
+        "Cells: median over repetitions (min to max). ratio = after ÷ before. verdict: better / worse when "
+        "each median lies outside the other run's min-to-max range and they differ by more than "
+        f"{COMPARE_TOLERANCE:.0%}, `~` otherwise (within the noise of the two runs).",
+        "",
+        "| scenario | metric | before | after | ratio | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for section in _sections(keys):
+        for fig in section.figs:
+            for target in targets:
+                b = rows_b.get(f"{fig.case}|{target}|{fig.metric}")
+                a = rows_a.get(f"{fig.case}|{target}|{fig.metric}")
+                if b is None and a is None:
+                    continue
+                arrow = {"lower": " (↓)", "higher": " (↑)"}.get(fig.better, "")
+                case = fig.case if len(targets) == 1 else f"{fig.case} ({PEER_LABEL[target]})"
+                ratio = _ratio(a["median"] if a else None, b["median"] if b else None)
+                verdict = _verdict(fig, b, a) if a is not None and b is not None else ""
+                if a is not None and b is not None:
+                    sb, sa = sizes(before, fig.case, target), sizes(after, fig.case, target)
+                    if sb != sa:
+                        verdict = f"sizes differ: {sb} → {sa}"
+                out.append(
+                    f"| {case} | {fig.label}{arrow} | {_range_cell(b)} | {_range_cell(a)} | "
+                    f"{fmt_ratio(ratio)} | {verdict} |"
+                )
+    checks_b = {c["target"]: c for c in before.get("targets", [])}
+    checks_a = {c["target"]: c for c in after.get("targets", [])}
+    names = list(checks_b) + [n for n in checks_a if n not in checks_b]
+    if names:
+        out += ["", "| target (ours) | before | after |", "|---|---|---|"]
+        for name in names:
+            cells = []
+            for checks in (checks_b, checks_a):
+                c = checks.get(name)
+                cells.append("—" if c is None else f"**{c['status']}** {c['figure']}")
+            out.append(f"| {name} | {cells[0]} | {cells[1]} |")
+    return "\n".join(out)

@@ -2,12 +2,14 @@
 
 Usage (from the repository root)::
 
-    python bench/run.py                # full run, ~15 min: bench/results/latest.* + docs/benchmarks.md
+    python bench/run.py                # full run, ~25 min: bench/results/latest.* + docs/benchmarks.md
     python bench/run.py --quick        # tiny sizes, 1 repetition: bench/results/tmp/quick.*
-    python bench/run.py --smoke        # CI: ours only, current interpreter, no venv, no network, ~30 s
+    python bench/run.py --smoke        # CI: ours only, current interpreter, no venv, no network, ~10-20 s
     python bench/run.py --targets ours,aps --scenarios throughput,latency --reps 5
     python bench/run.py --ours-ref HEAD  # measure a commit instead of the working tree
     python bench/run.py --list         # the cases and their sizes
+    python bench/run.py --compare bench/results/before-redesign.json bench/results/latest.json
+                                       # markdown table of two runs side by side (ours; --targets for more)
 
 Each target lives in its own virtual environment under ``.bench-cache/venvs/``
 (created with ``python -m venv`` + pip on first use; ``ours`` is reinstalled
@@ -43,7 +45,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from report import SLOW, render_markdown, summarise, update_docs  # noqa: E402
+from report import SLOW, render_comparison, render_markdown, summarise, update_docs  # noqa: E402
 
 ALL_TARGETS = ("ours", "quiv140", "aps", "aps-sqlite")
 QUIV = ("ours", "quiv140")
@@ -55,6 +57,8 @@ PEER_REQUIREMENTS: dict[str, list[str]] = {
     "aps": ["apscheduler>=3.11,<4", "sqlalchemy"],
     "plot": ["matplotlib"],
 }
+#: Installed beside ours (quiv.fastapi's router, called in-process through httpx).
+OURS_EXTRA_REQUIREMENTS = ["fastapi>=0.110", "httpx>=0.27"]
 #: Which environment runs which target.
 ENV_OF = {"ours": "ours", "quiv140": "quiv140", "aps": "aps", "aps-sqlite": "aps"}
 
@@ -104,12 +108,22 @@ def build_cases(mode: str) -> list[Case]:
             slow_params={"n": 500 if full else 100},
         ),
         Case(
+            "throughput@listener",
+            "throughput",
+            {"n": 2000 if full else (100 if smoke else 500), "listener": True},
+            ("ours", "quiv140", "aps"),
+        ),
+        # The target figure: 200 jobs due 5 ms apart, every target in the same run.
+        Case(
             "latency",
             "latency",
-            {"m": 200 if full else (20 if smoke else 50), "stagger_s": 0.010},
+            {"m": 200 if full else (20 if smoke else 50), "stagger_s": 0.005},
             everyone,
         ),
     ]
+    if not smoke:
+        # The spacing of the earlier reports, kept for comparison with them.
+        cases.append(Case("latency@10ms", "latency", {"m": 200 if full else 50, "stagger_s": 0.01}, everyone))
     for size in fast_sizes:
         targets = everyone if size <= slow_max else ("ours", "aps")
         timeout = 600.0 if size >= 100_000 else 240.0
@@ -175,6 +189,26 @@ def build_cases(mode: str) -> list[Case]:
             timeout=600.0,
             max_reps=1,
         ),
+    ]
+    # GET /jobs?limit=50 of quiv.fastapi's router with H finished jobs in the history (ours only).
+    if full:
+        api_sizes = ((100, 500), (100_000, 200))  # (finished jobs kept, timed calls)
+    else:
+        api_sizes = ((100, 20), (1000, 20)) if smoke else ((100, 100), (10_000, 50))
+    for history, calls in api_sizes:
+        cases.append(
+            Case(
+                f"jobs_api@{history}",
+                "jobs_api",
+                {"history": history, "calls": calls, "limit": 50},
+                ("ours",),
+                # Before the redesign a call reads the whole history: ~1.5 s per call at 100,000 jobs.
+                timeout=1200.0 if history >= 100_000 else 240.0,
+                # 200 calls already give a stable median within one run; each run takes ~5 minutes.
+                max_reps=3 if history >= 100_000 else None,
+            )
+        )
+    cases += [
         Case(
             "import",
             "import_time",
@@ -275,11 +309,12 @@ def ensure_ours_env(cache: Path, ref: str | None) -> tuple[Path, str | None]:
             _log(
                 "[setup] no pyproject.toml yet: ours runs from the tree, its dependencies installed beside it"
             )
-            _pip(python, "install", "sqlmodel", "typing_extensions")
+            _pip(python, "install", "sqlmodel", "typing_extensions", *OURS_EXTRA_REQUIREMENTS)
             return python, str(REPO)
         _log(f"[setup] installing ours from {ref or 'the working tree'} into {venv}")
         subprocess.run([str(python), "-m", "pip", "uninstall", "-y", "-q", "quiv"], capture_output=True)
-        _pip(python, "install", str(src))
+        # fastapi and httpx for the jobs API scenario (quiv.fastapi's router called in-process).
+        _pip(python, "install", str(src), *OURS_EXTRA_REQUIREMENTS)
     return python, None
 
 
@@ -406,9 +441,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="tiny sizes, 1 repetition (a few minutes)")
     mode.add_argument(
-        "--smoke", action="store_true", help="CI: ours only, current interpreter, tiny sizes, ~30 s"
+        "--smoke", action="store_true", help="CI: ours only, current interpreter, tiny sizes, ~10-20 s"
     )
-    p.add_argument("--targets", default=",".join(ALL_TARGETS), help="comma list of %(default)s")
+    p.add_argument(
+        "--targets",
+        default=None,
+        help=f"comma list of {','.join(ALL_TARGETS)} (default: all; with --compare: ours)",
+    )
     p.add_argument("--scenarios", default="", help="comma list of case keys or scenario names (default: all)")
     p.add_argument("--reps", type=int, default=None, help="repetitions (default 3; 1 with --quick/--smoke)")
     p.add_argument(
@@ -422,6 +461,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--no-plot", action="store_true", help="skip the PNG")
     p.add_argument("--no-docs", action="store_true", help="do not rewrite the table in docs/benchmarks.md")
     p.add_argument("--list", action="store_true", help="print the cases and exit")
+    p.add_argument(
+        "--compare",
+        nargs=2,
+        type=Path,
+        metavar=("BEFORE", "AFTER"),
+        help="print a markdown table of two results files (.json) side by side and exit",
+    )
     return p.parse_args(argv)
 
 
@@ -429,11 +475,19 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     mode = "smoke" if args.smoke else ("quick" if args.quick else "full")
     reps = args.reps if args.reps is not None else (3 if mode == "full" else 1)
-    targets = ("ours",) if args.smoke else tuple(t.strip() for t in args.targets.split(",") if t.strip())
+    if args.smoke:
+        targets: tuple[str, ...] = ("ours",)
+    else:
+        default = "ours" if args.compare else ",".join(ALL_TARGETS)
+        targets = tuple(t.strip() for t in (args.targets or default).split(",") if t.strip())
     unknown = set(targets) - set(ALL_TARGETS)
     if unknown:
         _log(f"unknown targets: {', '.join(sorted(unknown))}")
         return 2
+    if args.compare:
+        before, after = (json.loads(path.read_text()) for path in args.compare)
+        print(render_comparison(before, after, list(targets)))
+        return 0
     cases = build_cases(mode)
     if args.scenarios:
         wanted = {s.strip() for s in args.scenarios.split(",") if s.strip()}
@@ -442,7 +496,7 @@ def main(argv: list[str]) -> int:
     cases = [c for c in cases if c.targets]
     if args.list:
         for c in cases:
-            print(f"{c.key:14} {c.scenario:12} {','.join(c.targets):32} {c.params}  slow:{c.slow_params}")
+            print(f"{c.key:20} {c.scenario:12} {','.join(c.targets):32} {c.params}  slow:{c.slow_params}")
         return 0
 
     out_stem: Path = args.out or (HERE / "results" / ("latest" if mode == "full" else f"tmp/{mode}"))
@@ -506,7 +560,7 @@ def main(argv: list[str]) -> int:
                     status = rec.get("status", "?")
                     detail = rec.get("error") or rec.get("reason") or ""
                     _log(
-                        f"[{done:3}/{total}] rep {rep + 1} {case.key:13} {target:10} "
+                        f"[{done:3}/{total}] rep {rep + 1} {case.key:19} {target:10} "
                         f"{rec.get('duration_s', 0):6.1f}s "
                         f"{status}{' - ' + detail if detail else ''}"
                     )

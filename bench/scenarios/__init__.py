@@ -17,4 +17,5 @@ SCENARIOS = (
     "progress",
     "growth",
     "import_time",
+    "jobs_api",
 )
