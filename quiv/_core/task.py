@@ -68,8 +68,6 @@ class TaskView(NamedTuple):
     status: TaskStatus
     next_run: float
     settings: TaskSettings
-    #: The option fields as stored (arguments still pickled), computed once per settings.
-    public: dict[str, Any]
 
     def model(self) -> Task:
         """The public snapshot. Unpickles the arguments: call without the scheduler lock."""
@@ -80,7 +78,7 @@ class TaskView(NamedTuple):
             "task_name": self.name,
             "status": self.status,
             "next_run_at": utc(self.next_run),
-            **self.public,
+            **self.settings.public_fields(convert=False),
         }
         try:
             values["args"] = pickle.loads(self.settings.args)
@@ -122,15 +120,10 @@ class TaskState:
     cycle_due: float | None = None
     #: The scheduled run's place in the schedule before jitter.
     nominal: float = 0.0
-    #: ``settings.public_fields(convert=False)``, kept with the settings it was made from.
-    public: dict[str, Any] = field(default_factory=dict)
 
     # ----------------------------------------------------------------- views
-    def __post_init__(self) -> None:
-        self.public = self.settings.public_fields(convert=False)
-
     def view(self) -> TaskView:
-        return TaskView(self.id, self.name, self.status, self.next_run, self.settings, self.public)
+        return TaskView(self.id, self.name, self.status, self.next_run, self.settings)
 
     def row(self) -> tuple[Any, ...]:
         """The store row: identity and state, then the options' columns."""
@@ -193,7 +186,6 @@ class TaskState:
     def update(self, settings: TaskSettings, now: float, *, reschedule: bool) -> Plan:
         """New options; with ``reschedule`` the new schedule starts from now."""
         self.settings = settings
-        self.public = settings.public_fields(convert=False)
         if not reschedule:
             return None
         nominal, actual = first_run(settings, now)
