@@ -242,11 +242,7 @@ class Engine:
         # under this single hold of the lock; events go out with the lock released.
         ended = self._finish_job_locked(job, status, error)
         if ended is not None:
-            lock.release()
-            try:
-                self._announce_end(job, *ended)
-            finally:
-                lock.acquire()
+            self._announce_end_locked(job, *ended)
 
     def _idle_locked(self) -> None:
         """Wait for work: as the leader until the next due time, else until needed."""
@@ -407,7 +403,7 @@ class Engine:
             return event, listeners, task.view(), job.row(), waiters
         return None
 
-    def _announce_end(
+    def _announce_end_locked(
         self,
         job: JobState,
         event: Event,
@@ -416,17 +412,29 @@ class Engine:
         row: tuple[Any, ...],
         waiters: list[Any],
     ) -> None:
-        """Deliver a job's end event, then wake its waiters (lock not held)."""
+        """Deliver a job's end event, then wake its waiters; the lock is let go for both.
+
+        The worker takes the lock back afterwards for its next turn anyway, so
+        forgetting the ended job happens under that same hold.
+        """
         from quiv._core.task import job_model
 
+        lock = self.lock
         if listeners:
-            self.listeners.emit_job(event, view, row, listeners=listeners)
-            with self.lock:
-                self.ending.pop(job.id, None)
-                waiters = self.waiters.take_job_end(job.id, job.task.id)
+            lock.release()
+            try:
+                self.listeners.emit_job(event, view, row, listeners=listeners)
+            finally:
+                lock.acquire()
+            self.ending.pop(job.id, None)
+            waiters = self.waiters.take_job_end(job.id, job.task.id)
         # Waiters last: without a main loop, listeners have run when a waiter wakes.
         if waiters:
-            release_all(waiters, job_model(row), None, self.logger)
+            lock.release()
+            try:
+                release_all(waiters, job_model(row), None, self.logger)
+            finally:
+                lock.acquire()
 
     # --------------------------------------------------------------- shutdown
     def stop(self, timeout: float) -> int:

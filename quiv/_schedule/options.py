@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 import pickle
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
@@ -332,6 +333,15 @@ class TaskSettings:
         Column("misfire_grace", float, True),
     )
 
+    #: :meth:`columns`, computed once: the writer reads it for every changed task, under the lock.
+    _columns: tuple[Any, ...] = field(init=False, repr=False, compare=False, metadata={"internal": True})
+
+    def __post_init__(self) -> None:
+        stored = list(_READ_STORED(self))
+        for index, store in _CONVERTED:
+            stored[index] = store(self)
+        object.__setattr__(self, "_columns", tuple(stored))
+
     # --- what the schedule is ------------------------------------------------
     @property
     def kind(self) -> Literal["interval", "cron", "once"]:
@@ -358,9 +368,7 @@ class TaskSettings:
 
     def columns(self) -> tuple[Any, ...]:
         """The stored options' values, in :data:`COLUMNS` order."""
-        return tuple(
-            getattr(self, name) if column.store is None else column.store(self) for name, column in _STORED
-        )
+        return self._columns
 
     def public_fields(self, *, convert: bool = True) -> dict[str, Any]:
         """The stored options as the public ``Task`` shows them (arguments unpickled if ``convert``)."""
@@ -459,13 +467,15 @@ def _finish(
     return TaskSettings(**merged)
 
 
-_FIELDS = dataclasses.fields(TaskSettings)
+_FIELDS = tuple(f for f in dataclasses.fields(TaskSettings) if "check" in f.metadata)
 _SCHEMA: dict[str, Mapping[str, Any]] = {f.name: f.metadata for f in _FIELDS}
 _ORDER = tuple(_SCHEMA)
 _STORED: tuple[tuple[str, Column], ...] = tuple(
     (f.name, f.metadata["column"]) for f in _FIELDS if f.metadata["column"] is not None
 )
 _UNSTORED = tuple(f for f in _FIELDS if f.metadata["column"] is None)
+_READ_STORED = operator.attrgetter(*(name for name, _ in _STORED))
+_CONVERTED = tuple((i, c.store) for i, (_, c) in enumerate(_STORED) if c.store is not None)
 #: The stored options' columns, in the order :meth:`TaskSettings.columns` gives their values.
 COLUMNS: tuple[Column, ...] = tuple(column for _, column in _STORED)
 #: The option defaults as callers see them (``None`` for arguments: no arguments).
