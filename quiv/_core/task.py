@@ -78,7 +78,7 @@ class TaskView(NamedTuple):
             "task_name": self.name,
             "status": self.status,
             "next_run_at": utc(self.next_run),
-            **self.settings.public_fields(convert=False),
+            **self.settings.shown_fields(),
         }
         try:
             values["args"] = pickle.loads(self.settings.args)

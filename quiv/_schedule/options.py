@@ -324,7 +324,7 @@ class TaskSettings:
         "skip",
         _policy,
         "Runs missed while the task could not start: 'skip' or 'run_once'.",
-        Column("misfire", str, False, store=lambda s: s.misfire.value),
+        Column("misfire", str, False, store=lambda s: s.misfire._value_),
     )
     misfire_grace: float | None = _option(
         None,
@@ -335,6 +335,11 @@ class TaskSettings:
 
     #: :meth:`columns`, computed once: the writer reads it for every changed task, under the lock.
     _columns: tuple[Any, ...] = field(init=False, repr=False, compare=False, metadata={"internal": True})
+
+    #: The public fields but the arguments, made on the first snapshot (tasks nobody looks at keep none).
+    _shown: dict[str, Any] | None = field(
+        init=False, default=None, repr=False, compare=False, metadata={"internal": True}
+    )
 
     def __post_init__(self) -> None:
         stored = list(_READ_STORED(self))
@@ -369,6 +374,15 @@ class TaskSettings:
     def columns(self) -> tuple[Any, ...]:
         """The stored options' values, in :data:`COLUMNS` order."""
         return self._columns
+
+    def shown_fields(self) -> dict[str, Any]:
+        """The public fields of the options other than the arguments (cached; do not modify)."""
+        shown = self._shown
+        if shown is None:
+            shown = self.public_fields(convert=False)
+            del shown["args"], shown["kwargs"]
+            object.__setattr__(self, "_shown", shown)
+        return shown
 
     def public_fields(self, *, convert: bool = True) -> dict[str, Any]:
         """The stored options as the public ``Task`` shows them (arguments unpickled if ``convert``)."""
@@ -410,17 +424,16 @@ class TaskSettings:
         into an interval task and ``cron`` the reverse. ``keep_run_at`` keeps a
         one-shot task's time when the update gives no new schedule.
         """
-        unknown = [name for name in changes if name not in _SCHEMA]
-        if unknown:
-            raise InvalidArgumentError(f"unknown task option(s): {', '.join(sorted(unknown))}")
         ctx = _Context(task_name)
         values: dict[str, Any] = {}
-        for name in _ORDER:
-            if name in changes:
-                value = changes[name]
-                if fresh and value is DEFAULTS[name]:
-                    continue  # the default, already checked: nothing to do (add_task's common case)
-                values[name] = _SCHEMA[name]["check"](name, value, ctx)
+        for name, value in changes.items():
+            option = _SCHEMA.get(name)
+            if option is None:
+                unknown = sorted(name for name in changes if name not in _SCHEMA)
+                raise InvalidArgumentError(f"unknown task option(s): {', '.join(unknown)}")
+            if fresh and value is DEFAULTS[name]:
+                continue  # the default, already checked: nothing to do (add_task's common case)
+            values[name] = option["check"](name, value, ctx)
         cron_expr: str | None
         if fresh:
             base: dict[str, Any] = _DEFAULT_VALUES
