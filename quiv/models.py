@@ -28,7 +28,7 @@ def trusted(cls: type[_M], values: dict[str, Any]) -> _M:
     per-field default and alias handling: the snapshots of every event go
     through here. ``tests/core`` checks it against ``model_construct``.
     """
-    model: _M = cls.__new__(cls)
+    model: _M = object.__new__(cls)  # what SQLModel.__new__ adds is set just below
     object.__setattr__(model, "__dict__", values)
     object.__setattr__(model, "__pydantic_fields_set__", set(values))
     object.__setattr__(model, "__pydantic_extra__", None)

@@ -24,7 +24,7 @@ from typing import Any
 
 from quiv._core.clock import Clock
 from quiv._core.runner import JobRunner
-from quiv._core.task import DELETE, JobState, Plan, Schedule, TaskState, TaskView, utc
+from quiv._core.task import DELETE, JobState, Plan, Schedule, TaskState, TaskView, job_model, utc
 from quiv._core.waiters import WaiterRegistry, release_all
 from quiv._core.watchdog import Watchdog
 from quiv._delivery.events import Listeners
@@ -417,8 +417,6 @@ class Engine:
         The worker takes the lock back afterwards for its next turn anyway, so
         forgetting the ended job happens under that same hold.
         """
-        from quiv._core.task import job_model
-
         lock = self.lock
         if listeners:
             lock.release()

@@ -38,6 +38,26 @@ if TYPE_CHECKING:
 __all__ = ["Delete", "JobState", "Plan", "Schedule", "TaskState", "TaskView", "utc"]
 
 
+class _Models(NamedTuple):
+    Task: type[Task]
+    Job: type[Job]
+    trusted: Callable[[Any, dict[str, Any]], Any]
+
+
+#: What snapshots build, imported by the first one (``quiv.models`` loads pydantic
+#: and SQLModel: ``import quiv`` stays light until a model is needed).
+_models: _Models | None = None
+_JOB_STATUSES: dict[str, JobStatus] = {s.value: s for s in JobStatus}
+
+
+def _load_models() -> _Models:
+    global _models
+    from quiv.models import Job, Task, trusted
+
+    _models = _Models(Task, Job, trusted)
+    return _models
+
+
 def utc(ts: float) -> datetime:
     """Epoch seconds to an aware UTC datetime."""
     return datetime.fromtimestamp(ts, timezone.utc)
@@ -71,8 +91,7 @@ class TaskView(NamedTuple):
 
     def model(self) -> Task:
         """The public snapshot. Unpickles the arguments: call without the scheduler lock."""
-        from quiv.models import Task, trusted  # imported on first use: keeps `import quiv` light
-
+        models = _models or _load_models()
         values = {
             "id": self.id,
             "task_name": self.name,
@@ -87,7 +106,8 @@ class TaskView(NamedTuple):
             # Arguments that no longer unpickle fail their jobs (with a message saying
             # so); a snapshot of the task must still be possible, so show none.
             values["args"], values["kwargs"] = (), {}
-        return trusted(Task, values)
+        task: Task = models.trusted(models.Task, values)
+        return task
 
 
 @dataclass(eq=False, slots=True)
@@ -354,16 +374,15 @@ class JobState:
 
 def job_model(row: tuple[Any, ...]) -> Job:
     """Build the public model from a job row (see :meth:`JobState.row`)."""
-    from quiv.models import Job, trusted
-
+    models = _models or _load_models()
     job_id, task_id, task_name, status, started, ended, duration, error, attempt, retry_of = row
-    return trusted(
-        Job,
+    job: Job = models.trusted(
+        models.Job,
         {
             "id": job_id,
             "task_id": task_id,
             "task_name": task_name,
-            "status": JobStatus(status),
+            "status": _JOB_STATUSES[status],
             "started_at": utc(started),
             "ended_at": None if ended is None else utc(ended),
             "duration_seconds": duration,
@@ -372,3 +391,4 @@ def job_model(row: tuple[Any, ...]) -> Job:
             "retry_of": retry_of,
         },
     )
+    return job

@@ -320,7 +320,7 @@ class Dispatcher:
         """Run a callback on this thread (a temporary loop for async ones), logging failures."""
         try:
             result = callback(*args, **kwargs)
-            if asyncio.iscoroutine(result) or isinstance(result, Awaitable):
+            if result is not None and (asyncio.iscoroutine(result) or isinstance(result, Awaitable)):
                 run_coroutine_blocking(result)
         except Exception:
             self.logger.exception("%s %r raised", what, callback)

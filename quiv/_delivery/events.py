@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from quiv._core.task import job_model
 from quiv._delivery.dispatch import Dispatcher
 from quiv._delivery.progress import ProgressReport
 from quiv._enums import Event
@@ -73,8 +74,6 @@ class Listeners:
         job_row: tuple[Any, ...],
         listeners: tuple[Listener, ...] | None = None,
     ) -> None:
-        from quiv._core.task import job_model
-
         listeners = self._table[event] if listeners is None else listeners
         if listeners:
             self.dispatcher.emit(listeners, (event, view.model(), job_model(job_row)))
