@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from quiv._core.context import current_stop_event
+from quiv._core.context import get_current_stop_event
 from quiv._core.stop import StopEvent
 from quiv._exceptions import InvalidArgumentError
 
@@ -92,7 +92,7 @@ def run_subprocess(
         or terminate_grace < 0
     ):
         raise InvalidArgumentError(f"terminate_grace must be a number >= 0, got {terminate_grace!r}")
-    event = stop_event if stop_event is not None else current_stop_event.get()
+    event = stop_event if stop_event is not None else get_current_stop_event()
     if capture_output:
         popen_kwargs["stdout"] = popen_kwargs["stderr"] = subprocess.PIPE
     if input is not None:

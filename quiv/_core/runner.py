@@ -11,7 +11,7 @@ import pickle
 from collections.abc import Callable
 from typing import Any
 
-from quiv._core.context import current_job_id, current_scheduler, current_stop_event, current_task
+from quiv._core.context import JobContext, current_job
 from quiv._core.task import JobState, TaskState
 from quiv._delivery.dispatch import Dispatcher, run_coroutine_blocking, set_in_job_thread
 from quiv._delivery.events import Listeners
@@ -65,10 +65,7 @@ class JobRunner:
         if plan.progress_hook:
             kwargs["_progress_hook"] = ProgressHook(self, task, job.id)
         set_in_job_thread(True)
-        job_token = current_job_id.set(job.id)
-        task_token = current_task.set((task.id, task.name))
-        stop_token = current_stop_event.set(job.stop)
-        scheduler_token = current_scheduler.set(self.owner)
+        token = current_job.set(JobContext(job.id, task.id, task.name, job.stop, self.owner))
         try:
             result = task.func(*args, **kwargs)
             if plan.is_async or (result is not None and asyncio.iscoroutine(result)):
@@ -80,10 +77,7 @@ class JobRunner:
                 self.logger.error("job %s of task %r raised %s", job.id, task.name, type(exc).__name__)
             return JobStatus.FAILED, f"{type(exc).__name__}: {exc}"
         finally:
-            current_scheduler.reset(scheduler_token)
-            current_stop_event.reset(stop_token)
-            current_task.reset(task_token)
-            current_job_id.reset(job_token)
+            current_job.reset(token)
             set_in_job_thread(False)
         return JobStatus.COMPLETED, None
 

@@ -34,7 +34,7 @@ from quiv._config import (
     resolve_timezone,
 )
 from quiv._core.clock import Clock, SystemClock
-from quiv._core.context import current_scheduler
+from quiv._core.context import current_job
 from quiv._core.engine import RUNNING, STOPPED, STOPPING, Engine
 from quiv._core.handlers import injection_plan, is_async_callable
 from quiv._core.ids import new_id
@@ -787,8 +787,8 @@ def _unregister_active(scheduler: Quiv) -> None:
 
 def active_scheduler() -> Quiv | None:
     """The scheduler running the current job, else the most recently started one."""
-    scheduler = current_scheduler.get()
-    if isinstance(scheduler, Quiv):
-        return scheduler
+    job = current_job.get()
+    if job is not None and isinstance(job.scheduler, Quiv):
+        return job.scheduler
     with _active_lock:
         return _active[-1] if _active else None
