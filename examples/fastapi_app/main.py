@@ -39,7 +39,8 @@ app = FastAPI(
     title="quiv example",
     lifespan=quiv_lifespan(scheduler, autodiscover=f"{__package__}.tasks", lifespan=app_lifespan),
 )
-app.include_router(reports_router)
+# Queuing reports costs workers: the same token as the control API guards it.
+app.include_router(reports_router, dependencies=[Depends(require_operator)])
 app.include_router(
     quiv_router(scheduler, title="quiv example", dependencies=[Depends(require_operator)]),
     prefix="/quiv",

@@ -235,6 +235,11 @@ class Quiv:
         return self._engine.phase == RUNNING
 
     @property
+    def stopped(self) -> bool:
+        """True once :meth:`shutdown` has been called (a stopped scheduler never runs again)."""
+        return self._engine.phase in (STOPPING, STOPPED)
+
+    @property
     def main_loop(self) -> asyncio.AbstractEventLoop | None:
         """The event loop callbacks are delivered to, if one is known and running."""
         return self._dispatcher.main_loop

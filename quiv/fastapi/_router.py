@@ -87,6 +87,12 @@ def _http_errors() -> Iterator[None]:
         raise HTTPException(422, str(exc)) from exc
 
 
+_STOPPED_PAGE = (
+    "<!doctype html><meta charset=utf-8><title>quiv: stopped</title>"
+    "<p>This scheduler has been shut down: there is nothing to show. Restart the application.</p>"
+)
+
+
 def _dashboard_html(title: str, websocket: bool, page_size: int) -> str:
     template = resources.files("quiv.fastapi").joinpath("dashboard.html").read_text(encoding="utf-8")
     config = json.dumps({"title": title, "websocket": websocket, "pageSize": page_size})
@@ -259,6 +265,8 @@ def quiv_router(
         @router.get("/dashboard", name="quiv_dashboard", response_class=HTMLResponse, include_in_schema=False)
         def show_dashboard() -> HTMLResponse:
             """The dashboard page (self-contained: no external script, style or font)."""
+            if scheduler.stopped:
+                return HTMLResponse(_STOPPED_PAGE, status_code=503, headers={"Cache-Control": "no-store"})
             return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
     if websocket:

@@ -150,8 +150,9 @@ class EventStream:
                 "this EventStream already serves clients on another running event loop; "
                 "create one EventStream per application"
             )
-        if self._closed:
-            await websocket.close(code=CLOSED_CLOSE_CODE)
+        if self._closed or self.scheduler.stopped:
+            # Refused before the handshake completes: the client sees the close (1013).
+            await websocket.close(code=CLOSED_CLOSE_CODE, reason="the scheduler has been shut down")
             return
         await websocket.accept()
         client = _Client(websocket)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel
 
 from examples.fastapi_app.scheduler import scheduler
 from examples.fastapi_app.tasks.report import generate_report
+from quiv import SchedulerStoppedError
 
 router = APIRouter(prefix="/reports", tags=["reports"])
 
@@ -20,11 +21,14 @@ class ReportQueued(BaseModel):
 @router.post("/{report_type}", status_code=202)
 def request_report(report_type: Annotated[str, Path(pattern=r"^[a-z0-9-]{1,40}$")]) -> ReportQueued:
     """Build one report now, outside the weekly schedule; follow it on the dashboard."""
-    task_id = scheduler.add_task(
-        f"report:{report_type}",
-        generate_report,
-        interval=60,
-        run_once=True,
-        kwargs={"report_type": report_type},
-    )
+    try:
+        task_id = scheduler.add_task(
+            f"report:{report_type}",
+            generate_report,
+            interval=60,
+            run_once=True,
+            kwargs={"report_type": report_type},
+        )
+    except SchedulerStoppedError as exc:  # the application is shutting down
+        raise HTTPException(status_code=503, detail=str(exc)) from exc
     return ReportQueued(task_id=task_id)
