@@ -27,13 +27,14 @@ factory's closure (such as the page size bounds).
 
 import contextlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from enum import Enum
 from importlib import resources
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, WebSocket, params
 from fastapi import status as http
+from fastapi.requests import HTTPConnection
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 
@@ -87,6 +88,33 @@ def _http_errors() -> Iterator[None]:
         raise HTTPException(422, str(exc)) from exc
 
 
+_UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _origin_guard(allowed: frozenset[str] | None) -> Callable[[HTTPConnection], None]:
+    """A dependency refusing cross-site browser requests: the WebSocket, and cookie-borne changes."""
+
+    def check_origin(connection: HTTPConnection) -> None:
+        origin = connection.headers.get("origin")
+        if origin is None:
+            return  # not a browser's cross-site request
+        if connection.scope["type"] == "http" and (
+            connection.scope.get("method") not in _UNSAFE_METHODS or "cookie" not in connection.headers
+        ):
+            return
+        if allowed is not None:
+            if "*" in allowed or origin.rstrip("/") in allowed:
+                return
+        else:
+            scheme = {"ws": "http", "wss": "https"}.get(connection.url.scheme, connection.url.scheme)
+            host = connection.headers.get("host")
+            if host is not None and origin.rstrip("/").lower() == f"{scheme}://{host}".lower():
+                return
+        raise HTTPException(http.HTTP_403_FORBIDDEN, f"origin {origin!r} is not allowed")
+
+    return check_origin
+
+
 _STOPPED_PAGE = (
     "<!doctype html><meta charset=utf-8><title>quiv: stopped</title>"
     "<p>This scheduler has been shut down: there is nothing to show. Restart the application.</p>"
@@ -122,6 +150,7 @@ def quiv_router(
     max_page_size: int = 500,
     expose_arguments: bool = False,
     title: str = "quiv",
+    allowed_origins: Sequence[str] | None = None,
 ) -> APIRouter:
     """Build an ``APIRouter`` that controls ``scheduler``; nothing is served until it is included.
 
@@ -133,6 +162,12 @@ def quiv_router(
     ``GET /jobs`` returns ``page_size`` jobs unless ``limit`` asks for more,
     up to ``max_page_size``. Task arguments are left out of answers unless
     ``expose_arguments`` (they may hold secrets).
+
+    A browser's ``Origin`` is checked on the WebSocket handshake and on every
+    state-changing request that carries a cookie: it must be one of
+    ``allowed_origins`` (``"*"`` allows any), or, by default, the origin of the
+    request itself (same scheme, host and port). Anything else is answered 403.
+    Requests without an ``Origin`` (scripts, servers) are not affected.
     """
     if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
         raise InvalidArgumentError(f"page_size must be an int >= 1, got {page_size!r}")
@@ -140,7 +175,19 @@ def quiv_router(
         raise InvalidArgumentError(f"max_page_size must be an int >= page_size, got {max_page_size!r}")
     if stream is not None and stream.scheduler is not scheduler:
         raise InvalidArgumentError("stream was built for another scheduler")
-    router = APIRouter(prefix=prefix, tags=["quiv"] if tags is None else tags, dependencies=dependencies)
+    if allowed_origins is not None and (
+        isinstance(allowed_origins, str)
+        or not isinstance(allowed_origins, (list, tuple, set, frozenset))
+        or not all(isinstance(o, str) for o in allowed_origins)
+    ):
+        raise InvalidArgumentError(f"allowed_origins must be a sequence of str, got {allowed_origins!r}")
+    origins = None if allowed_origins is None else frozenset(o.rstrip("/") for o in allowed_origins)
+    guard = params.Depends(_origin_guard(origins))
+    router = APIRouter(
+        prefix=prefix,
+        tags=["quiv"] if tags is None else tags,
+        dependencies=[guard, *(dependencies or ())],
+    )
 
     def task_out(task_id: str) -> QuivTask:
         return QuivTask.from_task(scheduler.get_task(task_id), expose_arguments=expose_arguments)
