@@ -140,3 +140,18 @@ def test_the_example_app_runs_a_task_end_to_end(app: App) -> None:
     )
     assert "[job - -] examples.fastapi_app.main: application stopped" in log
     assert "Traceback" not in log
+
+
+def test_under_uvicorn_a_stream_client_is_closed_with_1012_at_shutdown(app: App) -> None:
+    """uvicorn closes WebSockets (1012) before the lifespan shutdown runs; docs/fastapi.md says so."""
+    from websockets.exceptions import ConnectionClosed
+
+    with connect(app.base.replace("http", "ws") + "/quiv/ws", open_timeout=DEADLINE) as stream:
+        assert json.loads(stream.recv(timeout=DEADLINE))["event"] == "hello"
+        app.process.send_signal(signal.SIGINT)
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                stream.recv(timeout=DEADLINE)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1012
+    assert app.stop() == 0
