@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.responses import RedirectResponse
@@ -40,10 +41,14 @@ app = FastAPI(
     lifespan=quiv_lifespan(scheduler, autodiscover=f"{__package__}.tasks", lifespan=app_lifespan),
 )
 # Queuing reports costs workers: the same token as the control API guards it.
-app.include_router(reports_router, dependencies=[Depends(require_operator)])
+# The OpenAPI document says what the token check answers, so clients (and
+# schemathesis, which CI runs against this app) know to expect it.
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"description": "Missing or wrong token."}}
+app.include_router(reports_router, dependencies=[Depends(require_operator)], responses=UNAUTHORIZED)
 app.include_router(
     quiv_router(scheduler, title="quiv example", dependencies=[Depends(require_operator)]),
     prefix="/quiv",
+    responses=UNAUTHORIZED,
 )
 
 

@@ -30,13 +30,14 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from enum import Enum
 from importlib import resources
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from fastapi import APIRouter, HTTPException, Path, Query, WebSocket, params
 from fastapi import status as http
 from fastapi.requests import HTTPConnection
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
+from starlette.types import Receive, Scope, Send
 
 from quiv._enums import JobStatus
 from quiv._exceptions import (
@@ -47,6 +48,7 @@ from quiv._exceptions import (
     TaskNotFoundError,
     TaskNotScheduledError,
 )
+from quiv._schedule.options import MAX_SECONDS
 from quiv.fastapi._schemas import (
     QuivErrorDetail,
     QuivJob,
@@ -233,7 +235,13 @@ def quiv_router(
     def resume_task(
         task_id: TaskId,
         delay: Annotated[
-            float, Query(ge=0, allow_inf_nan=False, description="Seconds from now until the next run.")
+            float,
+            Query(
+                ge=0,
+                le=MAX_SECONDS,
+                allow_inf_nan=False,
+                description="Seconds from now until the next run (at most 100 years).",
+            ),
         ] = 0,
     ) -> QuivTask:
         """Re-activate the task; its next run is ``delay`` seconds from now."""
@@ -328,26 +336,39 @@ def quiv_router(
     return router
 
 
-_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+class _AllowEveryMethod(APIRoute):
+    """A route that answers a method it does not serve with every method its path serves.
+
+    Starlette answers 405 with the methods of the first route whose path
+    matched, so ``PUT /tasks/{id}`` said ``Allow: GET`` although ``DELETE`` is
+    served too. Each path's routes get a subclass naming all of them (a class
+    attribute, so it survives ``include_router`` copying the routes). The 405
+    is answered before any dependency runs, as Starlette's own is.
+    """
+
+    every_method: ClassVar[frozenset[str]] = frozenset()
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.methods and scope["method"] not in self.methods:
+            allow = ", ".join(sorted(self.every_method or self.methods))
+            response = JSONResponse(
+                {"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": allow}
+            )
+            await response(scope, receive, send)
+            return
+        await super().handle(scope, receive, send)
 
 
 def _answer_405_with_every_allowed_method(router: APIRouter) -> None:
-    """Make a wrong method answer 405 with every method its path serves in ``Allow``.
-
-    Starlette answers with the methods of the first route whose path matched,
-    so ``PUT /tasks/{id}`` said ``Allow: GET`` although ``DELETE`` is served
-    too. One hidden route per path takes the other methods and says all of them.
-    """
+    """Give every route of ``router`` the full list of methods its path serves."""
     served: dict[str, set[str]] = {}
     for route in router.routes:
         if isinstance(route, APIRoute):
             served.setdefault(route.path, set()).update(route.methods or ())
-    for path, methods in served.items():
-        allow = ", ".join(sorted(methods))
-
-        def refuse(allow: str = allow) -> JSONResponse:
-            return JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": allow})
-
-        router.add_api_route(
-            path, refuse, methods=sorted(_HTTP_METHODS - methods), include_in_schema=False, name=None
-        )
+    classes = {
+        path: type("AllowEveryMethod", (_AllowEveryMethod,), {"every_method": frozenset(methods)})
+        for path, methods in served.items()
+    }
+    for route in router.routes:
+        if isinstance(route, APIRoute):
+            route.__class__ = classes[route.path]

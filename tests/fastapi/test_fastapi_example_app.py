@@ -25,9 +25,11 @@ ROOT = Path(__file__).resolve().parents[2]
 class App:
     """``uvicorn examples.fastapi_app.main:app`` in a child process, on a port it picks itself."""
 
-    def __init__(self) -> None:
+    def __init__(self, token: str | None = None) -> None:
         env = dict(os.environ, EXAMPLE_STEP_SECONDS="0.05", PYTHONUNBUFFERED="1")
         env.pop("EXAMPLE_API_TOKEN", None)
+        if token is not None:
+            env["EXAMPLE_API_TOKEN"] = token
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -160,3 +162,29 @@ def test_under_uvicorn_a_stream_client_is_closed_with_1012_at_shutdown(app: App)
     assert closed.rcvd is not None
     assert closed.rcvd.code == 1012
     assert app.stop() == 0
+
+
+@pytest.fixture
+def guarded_app() -> Iterator[App]:
+    running = App(token="s3cret")
+    try:
+        port = running.wait_for_line(r"Uvicorn running on http://127\.0\.0\.1:(\d+)").group(1)
+        running.base = f"http://127.0.0.1:{port}"
+        yield running
+    finally:
+        running.stop()
+        if running.process.stderr is not None:
+            running.process.stderr.close()
+
+
+@pytest.mark.parametrize("credentials", ["with-token", "without-token"])
+def test_schemathesis_finds_nothing_in_the_example_app(guarded_app: App, credentials: str) -> None:
+    """Every check of schemathesis, a bounded number of generated requests, with and without the token."""
+    headers = ["-H", "Authorization: Bearer s3cret"] if credentials == "with-token" else []
+    command = [sys.executable, "-m", "schemathesis.cli", "run", f"{guarded_app.base}/openapi.json"]
+    options = ["--checks", "all", "--max-examples", "25", "--seed", "1", "--no-color", *headers]
+    result = subprocess.run([*command, *options], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    summary = re.search(r"(\d+) generated, (\d+) passed", result.stdout)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert summary is not None, result.stdout[-2000:]
+    assert int(summary.group(1)) == int(summary.group(2)) > 100
