@@ -150,10 +150,6 @@ class Engine:
         if task.progress_is_async:
             self.listeners.dispatcher.forget(task.id)
 
-    def stop_job_locked(self, job: JobState, reason: str) -> bool:
-        """Ask a job to stop; the caller sets ``job.stop`` after releasing the lock."""
-        return job.request_stop(reason)
-
     # ---------------------------------------------------------------- workers
     def start_locked(self) -> None:
         self.phase = RUNNING
@@ -227,8 +223,7 @@ class Engine:
         logs, self._logs = self._logs, []
         lock.release()
         try:
-            for level, message, args in logs:
-                self.logger.log(level, message, *args)
+            self._log_all(logs)
             if snapshot is not None:
                 self.listeners.emit_job(Event.JOB_STARTED, *snapshot, listeners=started)
             status, error = self.runner.run(job)
@@ -316,14 +311,18 @@ class Engine:
         return job
 
     def _flush_logs(self) -> None:
-        """Emit the log records gathered under the lock (handlers are user code)."""
+        """Emit the log records gathered under the lock, letting it go meanwhile."""
         logs, self._logs = self._logs, []
         self.lock.release()
         try:
-            for level, message, args in logs:
-                self.logger.log(level, message, *args)
+            self._log_all(logs)
         finally:
             self.lock.acquire()
+
+    def _log_all(self, logs: list[_Log]) -> None:
+        """Emit log records gathered under the lock (call without it: handlers are user code)."""
+        for level, message, args in logs:
+            self.logger.log(level, message, *args)
 
     def _expire_job(self, job: JobState) -> None:
         """The watchdog's callback: a job ran past its task's timeout."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import pickle
 from collections.abc import Callable
 from typing import Any
 
@@ -50,8 +49,7 @@ class JobRunner:
         task = job.task
         settings = task.settings
         try:
-            args = pickle.loads(settings.args)
-            kwargs = pickle.loads(settings.kwargs)
+            args, kwargs = settings.arguments()
         except Exception as exc:
             self.logger.error(
                 "job %s of task %r: could not unpickle its arguments: %s", job.id, task.name, exc

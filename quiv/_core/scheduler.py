@@ -391,7 +391,7 @@ class Quiv:
             )
             handler = func if func is not None else old_func
             if func is not None or "args" in options or "kwargs" in options:
-                check_task_handler(handler, *_arguments(settings))
+                check_task_handler(handler, *settings.arguments())
             plan_of = injection_plan(handler)
             progress_is_async = is_async_callable(settings.progress_callback)
             with self._lock:
@@ -536,7 +536,7 @@ class Quiv:
         stored = store.get_job(job_id) if store is not None else None
         if stored is None:
             raise JobNotFoundError(f"no job with id {job_id!r}")
-        return job_model(tuple(stored))
+        return job_model(stored)
 
     def get_all_jobs(
         self,
@@ -559,7 +559,7 @@ class Quiv:
         store = self._read_store()
         if store is None:
             return []
-        return [job_model(tuple(row)) for row in store.list_jobs(query)]
+        return [job_model(row) for row in store.list_jobs(query)]
 
     def count_jobs(self, status: str | JobStatus | None = None, *, task_id: str | None = None) -> int:
         """How many jobs are kept (running ones included), optionally only of ``status`` or of one task."""
@@ -765,12 +765,6 @@ class Quiv:
 
     def __repr__(self) -> str:
         return f"<Quiv {self._engine.phase} pool_size={self.pool_size} tasks={len(self._engine.tasks)}>"
-
-
-def _arguments(settings: TaskSettings) -> tuple[Any, Any]:
-    import pickle
-
-    return pickle.loads(settings.args), pickle.loads(settings.kwargs)
 
 
 # ---------------------------------------------------------------- active ones

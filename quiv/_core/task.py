@@ -17,7 +17,6 @@ runs user code (no unpickling, no callbacks), and all are cheap.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -100,8 +99,7 @@ class TaskView(NamedTuple):
             **self.settings.shown_fields(),
         }
         try:
-            values["args"] = pickle.loads(self.settings.args)
-            values["kwargs"] = pickle.loads(self.settings.kwargs)
+            values["args"], values["kwargs"] = self.settings.arguments()
         except Exception:
             # Arguments that no longer unpickle fail their jobs (with a message saying
             # so); a snapshot of the task must still be possible, so show none.

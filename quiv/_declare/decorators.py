@@ -11,7 +11,6 @@ touches a scheduler: specs become tasks and listeners when one starts.
 from __future__ import annotations
 
 import itertools
-import pickle
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, ParamSpec, TypeVar
@@ -86,8 +85,7 @@ class TaskOptions:
                 raise HandlerRegistrationError(
                     f"cannot name a task after {func!r}: it has no __name__; pass name=..."
                 )
-        settings = self.settings
-        check_task_handler(func, pickle.loads(settings.args), pickle.loads(settings.kwargs))
+        check_task_handler(func, *self.settings.arguments())
         return TaskSpec(func=func, name=name, options=self, location=source_location(func))
 
     def key(self) -> Hashable:

@@ -232,8 +232,6 @@ class Column:
     nullable: bool
     #: The column value, read from the settings (default: the option's value).
     store: Callable[[TaskSettings], Any] | None = None
-    #: Settings value -> public ``Task`` field value (defaults to the column value).
-    public: Callable[[Any], Any] | None = None
 
 
 def _option(
@@ -243,10 +241,6 @@ def _option(
     column: Column | None = None,
 ) -> Any:
     return field(metadata={"default": default, "check": check, "doc": doc, "column": column})
-
-
-def _unpickle(blob: bytes) -> Any:
-    return pickle.loads(blob)
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,11 +271,9 @@ class TaskSettings:
         "True: runs keep the cadence of their due times; False: the interval counts from the end of a run.",
         Column("fixed_interval", bool, False),
     )
-    args: bytes = _option(
-        None, _args, "Positional arguments for the handler.", Column("args", bytes, False, public=_unpickle)
-    )
+    args: bytes = _option(None, _args, "Positional arguments for the handler.", Column("args", bytes, False))
     kwargs: bytes = _option(
-        None, _kwargs, "Keyword arguments for the handler.", Column("kwargs", bytes, False, public=_unpickle)
+        None, _kwargs, "Keyword arguments for the handler.", Column("kwargs", bytes, False)
     )
     progress_callback: Callable[..., Any] | None = _option(
         None, _callback, "Receives what the handler passes to _progress_hook, on the main loop."
@@ -375,21 +367,26 @@ class TaskSettings:
         """The stored options' values, in :data:`COLUMNS` order."""
         return self._columns
 
+    def arguments(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Fresh copies of the handler's ``args`` and ``kwargs`` (unpickling may raise)."""
+        return pickle.loads(self.args), pickle.loads(self.kwargs)
+
     def shown_fields(self) -> dict[str, Any]:
-        """The public fields of the options other than the arguments (cached; do not modify)."""
+        """The public ``Task`` fields of the options but the arguments (cached; do not modify)."""
         shown = self._shown
         if shown is None:
-            shown = self.public_fields(convert=False)
-            del shown["args"], shown["kwargs"]
+            shown = {
+                column.name: value
+                for column, value in zip(COLUMNS, self.columns(), strict=True)
+                if column.name not in ("args", "kwargs")
+            }
             object.__setattr__(self, "_shown", shown)
         return shown
 
-    def public_fields(self, *, convert: bool = True) -> dict[str, Any]:
-        """The stored options as the public ``Task`` shows them (arguments unpickled if ``convert``)."""
-        return {
-            column.name: value if column.public is None or not convert else column.public(value)
-            for column, value in zip(COLUMNS, self.columns(), strict=True)
-        }
+    def public_fields(self) -> dict[str, Any]:
+        """The stored options as the public ``Task`` shows them, arguments unpickled."""
+        args, kwargs = self.arguments()
+        return {**self.shown_fields(), "args": args, "kwargs": kwargs}
 
     def in_timezone(self, tz: tzinfo) -> TaskSettings:
         """These settings with a cron expression that has no timezone of its own read in ``tz``."""
@@ -434,21 +431,19 @@ class TaskSettings:
             if fresh and value is DEFAULTS[name]:
                 continue  # the default, already checked: nothing to do (add_task's common case)
             values[name] = option["check"](name, value, ctx)
-        cron_expr: str | None
         if fresh:
-            base: dict[str, Any] = _DEFAULT_VALUES
-            cron_expr = values.get("cron")
+            merged = dict(_DEFAULT_VALUES)
         else:
-            base = {"delay": 0.0, "run_at": None}
+            merged = {f.name: getattr(self, f.name) for f in _FIELDS}
+            merged["delay"], merged["run_at"] = 0.0, None
             if self.kind == "once" and not {"interval", "cron", "run_at"} & set(changes):
-                base["run_at"] = keep_run_at
+                merged["run_at"] = keep_run_at
             if "interval" in changes and "cron" not in changes:
-                base["cron"] = base["cron_timezone"] = None
+                merged["cron"] = merged["cron_timezone"] = None
             if "cron" in changes and "interval" not in changes:
-                base["interval"] = None
-            cron_expr = values["cron"] if "cron" in changes else base.get("cron", _expr(self.cron))
-        current = base if fresh else {f.name: getattr(self, f.name) for f in _FIELDS}
-        merged = {**current, **base, **values} if not fresh else {**base, **values}
+                merged["interval"] = None
+        cron_expr = values["cron"] if "cron" in values else _expr(merged["cron"])
+        merged.update(values)
         return _finish(merged, cron_expr, "cron_timezone" in changes, default_timezone)
 
 
@@ -482,7 +477,6 @@ def _finish(
 
 _FIELDS = tuple(f for f in dataclasses.fields(TaskSettings) if "check" in f.metadata)
 _SCHEMA: dict[str, Mapping[str, Any]] = {f.name: f.metadata for f in _FIELDS}
-_ORDER = tuple(_SCHEMA)
 _STORED: tuple[tuple[str, Column], ...] = tuple(
     (f.name, f.metadata["column"]) for f in _FIELDS if f.metadata["column"] is not None
 )
