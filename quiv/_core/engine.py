@@ -23,6 +23,7 @@ from datetime import tzinfo
 from typing import Any
 
 from quiv._core.clock import Clock
+from quiv._core.context import current_job
 from quiv._core.runner import JobRunner
 from quiv._core.task import DELETE, JobState, Plan, Schedule, TaskState, TaskView, job_model, utc
 from quiv._core.waiters import WaiterRegistry, release_all
@@ -97,7 +98,6 @@ class Engine:
         self._idle_followers = 0
         self._wake_at = math.inf
         self._threads: list[threading.Thread] = []
-        self._job_threads: set[int] = set()
         self._watchdog: Watchdog[JobState] = Watchdog(clock, self._expire_job)
         # When the pool last filled up, and the last spell during which it was full:
         # a job that starts late is blamed on the pool only if it came due then.
@@ -218,8 +218,6 @@ class Engine:
             self._summon_locked(self._heap[0][0])
         started = self.listeners.of(Event.JOB_STARTED)
         snapshot = (job.task.view(), job.row()) if started else None
-        me = threading.get_ident()
-        self._job_threads.add(me)
         logs, self._logs = self._logs, []
         lock.release()
         try:
@@ -232,7 +230,6 @@ class Engine:
             status, error = JobStatus.FAILED, "quiv internal error; see the log"
         finally:
             lock.acquire()
-            self._job_threads.discard(me)
         # Book the end of this job and (next turn of the loop) take the next one
         # under this single hold of the lock; events go out with the lock released.
         ended = self._finish_job_locked(job, status, error)
@@ -455,7 +452,9 @@ class Engine:
         self._watch_clock(False)
         self._watchdog.close()
         deadline = time.monotonic() + timeout
-        inside = 1 if own in self._job_threads else 0
+        # The job context tells whether this thread runs one of our jobs (see JobRunner).
+        running = current_job.get()
+        inside = 1 if running is not None and running.scheduler is self.runner.owner else 0
         with self.lock:
             while self.busy > inside and (remaining := deadline - time.monotonic()) > 0:
                 self._drained.wait(remaining)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -89,9 +90,10 @@ class App:
             self._reader.join(DEADLINE)
 
 
-@pytest.fixture
-def app() -> Iterator[App]:
-    running = App()
+@contextlib.contextmanager
+def serving(token: str | None = None) -> Iterator[App]:
+    """The example app under uvicorn until the block ends (``token``: EXAMPLE_API_TOKEN)."""
+    running = App(token=token)
     try:
         port = running.wait_for_line(r"Uvicorn running on http://127\.0\.0\.1:(\d+)").group(1)
         running.base = f"http://127.0.0.1:{port}"
@@ -100,6 +102,12 @@ def app() -> Iterator[App]:
         running.stop()
         if running.process.stderr is not None:
             running.process.stderr.close()
+
+
+@pytest.fixture
+def app() -> Iterator[App]:
+    with serving() as running:
+        yield running
 
 
 def test_the_example_app_runs_a_task_end_to_end(app: App) -> None:
@@ -166,15 +174,8 @@ def test_under_uvicorn_a_stream_client_is_closed_with_1012_at_shutdown(app: App)
 
 @pytest.fixture
 def guarded_app() -> Iterator[App]:
-    running = App(token="s3cret")
-    try:
-        port = running.wait_for_line(r"Uvicorn running on http://127\.0\.0\.1:(\d+)").group(1)
-        running.base = f"http://127.0.0.1:{port}"
+    with serving(token="s3cret") as running:
         yield running
-    finally:
-        running.stop()
-        if running.process.stderr is not None:
-            running.process.stderr.close()
 
 
 @pytest.mark.parametrize("credentials", ["with-token", "without-token"])

@@ -8,8 +8,9 @@ outside: user code (``__eq__``, ``__repr__``) must never run under the lock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -38,6 +39,17 @@ class _Gate:
     def hold(self) -> None:
         self.entered.set()
         assert self.release.wait(DEADLINE), "the test never let the user code go"
+
+    @contextlib.contextmanager
+    def holding(self, call: Callable[[], Any]) -> Iterator[None]:
+        """Run ``call`` in a thread until its user code is held here; let it go when the block ends."""
+        thread = _in_thread(call)
+        assert self.entered.wait(DEADLINE), "the user code was never reached"
+        try:
+            yield
+        finally:
+            self.release.set()
+            thread.join(DEADLINE)
 
 
 @pytest.fixture
@@ -71,13 +83,8 @@ def test_a_listener_whose_eq_blocks_does_not_stall_other_calls(scheduler: Quiv) 
 
     task_id = scheduler.add_task("t", _noop, interval=60, delay=60)
     scheduler.add_listener(Event.TASK_PAUSED, Sticky())
-    adder = _in_thread(lambda: scheduler.add_listener(Event.TASK_PAUSED, _noop))
-    assert gate.entered.wait(DEADLINE)
-    try:
+    with gate.holding(lambda: scheduler.add_listener(Event.TASK_PAUSED, _noop)):
         assert _returns_promptly(lambda: scheduler.get_task(task_id)), "get_task() waited for a user __eq__"
-    finally:
-        gate.release.set()
-        adder.join(DEADLINE)
 
 
 def test_a_bad_task_id_whose_repr_blocks_does_not_stall_other_calls(scheduler: Quiv) -> None:
@@ -98,13 +105,8 @@ def test_a_bad_task_id_whose_repr_blocks_does_not_stall_other_calls(scheduler: Q
         except Exception as exc:
             errors.append(exc)
 
-    caller = _in_thread(bad_call)
-    assert gate.entered.wait(DEADLINE)
-    try:
+    with gate.holding(bad_call):
         assert _returns_promptly(lambda: scheduler.get_task(task_id)), "get_task() waited for a user __repr__"
-    finally:
-        gate.release.set()
-        caller.join(DEADLINE)
     assert errors, "pause_task accepted a non-str id"
 
 
