@@ -19,6 +19,7 @@ class Event(str, Enum):
     JOB_COMPLETED = "job_completed"
     JOB_FAILED = "job_failed"
     JOB_CANCELLED = "job_cancelled"
+    JOB_MISSED = "job_missed"
 
     def __str__(self) -> str:
         return self.value
@@ -48,6 +49,10 @@ class JobStatus(str, Enum):
     COMPLETED = "completed"
     CANCELLED = "cancelled"
     FAILED = "failed"
+    #: The process running the job stopped heartbeating (durable and shared modes).
+    ABANDONED = "abandoned"
+    #: A slot of the schedule that no job ran (downtime, or the previous run was still going).
+    MISSED = "missed"
 
     def __str__(self) -> str:
         return self.value
@@ -58,5 +63,9 @@ class JobStatus(str, Enum):
         return self in TERMINAL_JOB_STATUSES
 
 
-JOB_EVENTS = frozenset({Event.JOB_STARTED, Event.JOB_COMPLETED, Event.JOB_FAILED, Event.JOB_CANCELLED})
-TERMINAL_JOB_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.CANCELLED, JobStatus.FAILED})
+JOB_EVENTS = frozenset(
+    {Event.JOB_STARTED, Event.JOB_COMPLETED, Event.JOB_FAILED, Event.JOB_CANCELLED, Event.JOB_MISSED}
+)
+TERMINAL_JOB_STATUSES = frozenset(
+    {JobStatus.COMPLETED, JobStatus.CANCELLED, JobStatus.FAILED, JobStatus.ABANDONED, JobStatus.MISSED}
+)

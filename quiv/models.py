@@ -85,15 +85,24 @@ class Job(SQLModel):
     id: str = Field(description="Job id (UUID); also passed to the handler as _job_id.")
     task_id: str = Field(description="Id of the task this job ran.")
     task_name: str = Field(description="Name of the task when the job started.")
-    status: JobStatus = Field(description="scheduled, running, completed, cancelled or failed.")
+    status: JobStatus = Field(
+        description="scheduled, running, completed, cancelled, failed, abandoned (its process died) "
+        "or missed (a slot no job ran)."
+    )
     started_at: datetime = Field(description="When the job was created and handed to a worker (UTC).")
     ended_at: datetime | None = Field(default=None, description="When the job ended (UTC), if it has.")
     duration_seconds: float | None = Field(default=None, description="Run time in seconds, once ended.")
     error_message: str | None = Field(default=None, description="Why the job failed or was cancelled.")
     attempt: int = Field(default=1, description="1 for a first run, 2 for its first retry, and so on.")
     retry_of: str | None = Field(default=None, description="For a retry: the id of the first attempt's job.")
+    scheduled_for: datetime | None = Field(
+        default=None, description="The slot of the schedule this job ran for (UTC); unique per task."
+    )
+    worker: str | None = Field(
+        default=None, description="Id of the process that ran the job (durable and shared modes), else None."
+    )
 
-    @field_validator("started_at", "ended_at", mode="after")
+    @field_validator("started_at", "ended_at", "scheduled_for", mode="after")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
         return _as_utc(value)

@@ -36,7 +36,13 @@ __all__ = ["JobRecorder", "ManualClock", "fresh_scheduler", "run_now"]
 
 #: Seconds the helpers wait for a job before raising ``TimeoutError``, unless told otherwise.
 DEFAULT_TIMEOUT = 10.0
-_JOB_EVENTS = (Event.JOB_STARTED, Event.JOB_COMPLETED, Event.JOB_FAILED, Event.JOB_CANCELLED)
+_JOB_EVENTS = (
+    Event.JOB_STARTED,
+    Event.JOB_COMPLETED,
+    Event.JOB_FAILED,
+    Event.JOB_CANCELLED,
+    Event.JOB_MISSED,
+)
 
 
 class ManualClock:

@@ -52,5 +52,7 @@ TaskEvent: TypeAlias = Literal[
 ]
 """The ``TASK_*`` events, whose listeners are :data:`TaskListener`."""
 
-JobEvent: TypeAlias = Literal[Event.JOB_STARTED, Event.JOB_COMPLETED, Event.JOB_FAILED, Event.JOB_CANCELLED]
+JobEvent: TypeAlias = Literal[
+    Event.JOB_STARTED, Event.JOB_COMPLETED, Event.JOB_FAILED, Event.JOB_CANCELLED, Event.JOB_MISSED
+]
 """The ``JOB_*`` events, whose listeners are :data:`JobListener`."""

@@ -48,6 +48,7 @@ from quiv._declare.registry import TaskRegistry
 from quiv._delivery.dispatch import Dispatcher
 from quiv._delivery.events import Listeners
 from quiv._delivery.progress import ProgressReport
+from quiv._durable.url import parse_database_url, resolve_database_url
 from quiv._enums import Event, JobStatus, TaskStatus
 from quiv._exceptions import (
     ConfigurationError,
@@ -73,6 +74,7 @@ from quiv._store.writer import Writer
 from quiv.types import JobEvent, TaskEvent, TaskId
 
 if TYPE_CHECKING:
+    from quiv._durable.mode import DurableMode
     from quiv.models import Job, SchedulerStats, Task
 
 __all__ = ["Quiv", "active_scheduler"]
@@ -153,6 +155,7 @@ class Quiv:
         logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
         main_loop: asyncio.AbstractEventLoop | None = None,
         clock: Clock | None = None,
+        database_url: str | None = None,
     ) -> None:
         if config is not None:
             if not isinstance(config, QuivConfig):
@@ -163,6 +166,7 @@ class Quiv:
                     ("pool_size", pool_size, DEFAULT_POOL_SIZE),
                     ("history_retention_seconds", history_retention_seconds, DEFAULT_RETENTION),
                     ("timezone", timezone, DEFAULT_TIMEZONE),
+                    ("database_url", database_url, None),
                 )
                 if value is not default
             ]
@@ -176,6 +180,7 @@ class Quiv:
                 pool_size=pool_size,
                 history_retention_seconds=history_retention_seconds,
                 timezone=timezone,
+                database_url=database_url,
             )
         if main_loop is not None and not isinstance(main_loop, asyncio.AbstractEventLoop):
             raise InvalidArgumentError(f"main_loop must be an asyncio event loop, got {main_loop!r}")
@@ -221,6 +226,22 @@ class Quiv:
             writer=self._writer,
             logger=self.logger,
         )
+        #: The durable or shared mode's part, when state lives in a database the user named.
+        self._durable: DurableMode | None = None
+        url = resolve_database_url(config.database_url)
+        if url is not None:
+            from quiv._durable.mode import DurableMode
+
+            self._durable = DurableMode(
+                parse_database_url(url),
+                config,
+                clock=self._clock,
+                timestamp=timestamp,
+                timezone=self.timezone,
+                listeners=self._listeners,
+                runner=self._engine.runner,
+                logger=self.logger,
+            )
         self._declarations = Declarations(
             add_task=self._add_settings,
             add_listener=self.add_listener,
@@ -240,6 +261,11 @@ class Quiv:
         return self._engine.phase in (STOPPING, STOPPED)
 
     @property
+    def worker_id(self) -> str | None:
+        """This process's id in the shared tables (a fresh UUID per start); None without a database_url."""
+        return None if self._durable is None else self._durable.worker_id
+
+    @property
     def main_loop(self) -> asyncio.AbstractEventLoop | None:
         """The event loop callbacks are delivered to, if one is known and running."""
         return self._dispatcher.main_loop
@@ -247,7 +273,8 @@ class Quiv:
     def _open_locked(self) -> Writer:
         """Refuse after shutdown; create the database on first use. Caller holds the lock."""
         self._engine.check_open_locked()
-        self._writer.open()
+        if self._durable is None:
+            self._writer.open()
         return self._writer
 
     # -------------------------------------------------------------- lifecycle
@@ -267,10 +294,13 @@ class Quiv:
         _register_active(self)
         try:
             self._declarations.go_live()
+            if self._durable is not None:
+                self._durable.start()
         except BaseException:
             self.shutdown()
             raise
-        writer.start()
+        if self._durable is None:
+            writer.start()
         self.logger.debug("quiv started with %d workers", self.pool_size)
 
     startup = start
@@ -288,6 +318,8 @@ class Quiv:
             if self._engine.phase in (STOPPING, STOPPED):
                 return
         stuck = self._engine.stop(timeout)
+        if self._durable is not None:
+            stuck += self._durable.stop(timeout)
         if stuck:
             self.logger.warning(
                 "quiv shut down with %d job(s) still running: their handlers ignored the stop event", stuck
@@ -349,6 +381,10 @@ class Quiv:
             created=self._now(),
             progress_is_async=progress_is_async,
         )
+        if self._durable is not None:
+            with self._lock:
+                self._open_locked()
+            return self._durable.add(task)
         listeners = self._listeners.of(Event.TASK_ADDED)
         with self._lock:
             self._open_locked()
@@ -380,6 +416,9 @@ class Quiv:
             check_task_name(changes["task_name"])
         options = {k: v for k, v in changes.items() if k not in ("func", "task_name")}
         self._dispatcher.note_caller()
+        if self._durable is not None:
+            self._check_open()
+            return self._durable.update(task_id, dict(changes), _RESCHEDULING)
         while True:
             with self._lock:
                 task = self._task_locked(task_id)
@@ -422,6 +461,10 @@ class Quiv:
             raise TaskNotFoundError(f"no task with id {task_id!r}")
         return task
 
+    def _check_open(self) -> None:
+        with self._lock:
+            self._engine.check_open_locked()
+
     def remove_task(self, task_id: str) -> None:
         """Delete a task; a job of it that is running gets its stop event set.
 
@@ -429,6 +472,10 @@ class Quiv:
         """
         task_id = _check_id(task_id, "task_id")
         self._dispatcher.note_caller()
+        if self._durable is not None:
+            self._check_open()
+            self._durable.remove(task_id)
+            return
         with self._lock:
             task = self._task_locked(task_id)
             self._open_locked()  # refuses after shutdown
@@ -451,6 +498,10 @@ class Quiv:
         """Stop future runs of a task (a job already running finishes normally)."""
         task_id = _check_id(task_id, "task_id")
         self._dispatcher.note_caller()
+        if self._durable is not None:
+            self._check_open()
+            self._durable.pause(task_id)
+            return
         with self._lock:
             task = self._task_locked(task_id)
             self._open_locked()
@@ -463,6 +514,10 @@ class Quiv:
         task_id = _check_id(task_id, "task_id")
         delay_s = check_seconds("delay", delay, positive=False)
         self._dispatcher.note_caller()
+        if self._durable is not None:
+            self._check_open()
+            self._durable.resume(task_id, delay_s)
+            return
         with self._lock:
             task = self._task_locked(task_id)
             self._open_locked()
@@ -479,6 +534,9 @@ class Quiv:
         """
         task_id = _check_id(task_id, "task_id")
         self._dispatcher.note_caller()
+        if self._durable is not None:
+            self._check_open()
+            return self._durable.run_now(task_id)
         with self._lock:
             self._engine.check_readable_locked()
             task = self._engine.tasks.get(task_id)
@@ -496,15 +554,25 @@ class Quiv:
         """The task with this id."""
         task_id = _check_id(task_id, "task_id")
         self._dispatcher.note_caller()
+        if self._durable is not None:
+            self._check_readable()
+            return self._durable.get_task(task_id)
         with self._lock:
             view = self._task_locked(task_id).view()
         return view.model()
+
+    def _check_readable(self) -> None:
+        with self._lock:
+            self._engine.check_readable_locked()
 
     def get_all_tasks(self, include_run_once: bool = False) -> list[Task]:
         """Every task in the order they were added; run-once tasks only if asked."""
         if not isinstance(include_run_once, bool):
             raise InvalidArgumentError(f"include_run_once must be a bool, got {include_run_once!r}")
         self._dispatcher.note_caller()
+        if self._durable is not None:
+            self._check_readable()
+            return self._durable.get_all_tasks(include_run_once)
         with self._lock:
             self._engine.check_readable_locked()
             views = [t.view() for t in self._engine.tasks.values() if include_run_once or not t.settings.once]
@@ -514,6 +582,9 @@ class Quiv:
     def cancel_job(self, job_id: str) -> bool:
         """Set a running job's stop event; False if no such job is running."""
         job_id = _check_id(job_id, "job_id")
+        if self._durable is not None:
+            self._check_open()
+            return self._durable.cancel(job_id)
         with self._lock:
             job = self._engine.live_jobs.get(job_id)
             stopping = job is not None and job.request_stop("cancelled by cancel_job()")
@@ -525,6 +596,9 @@ class Quiv:
         """The job with this id (running, or finished within the retention window)."""
         job_id = _check_id(job_id, "job_id")
         self._dispatcher.note_caller()
+        if self._durable is not None:
+            self._check_readable()
+            return self._durable.get_job(job_id)
         with self._lock:
             self._engine.check_readable_locked()
             job = self._engine.live_jobs.get(job_id)
@@ -572,6 +646,9 @@ class Quiv:
         self._dispatcher.note_caller()
         with self._lock:
             self._engine.check_readable_locked()
+        if self._durable is not None:
+            self._durable.coordinator.prepare()
+            return self._durable.store
         self._writer.flush()
         return self._writer.store
 
@@ -583,6 +660,9 @@ class Quiv:
         down before the job ends, raises ``SchedulerStoppedError``. Do not
         call this on the event loop: use :meth:`wait_for_job_async` there.
         """
+        if self._durable is not None:
+            self._check_wait(job_id, "job_id", timeout)
+            return self._durable.wait_for_job(job_id, timeout)
         waiter = SyncWaiter()
         if not self._register("job", job_id, timeout, waiter):
             return self.get_job(job_id)
@@ -590,6 +670,8 @@ class Quiv:
 
     async def wait_for_job_async(self, job_id: str, timeout: float | None = None) -> Job:
         """Like :meth:`wait_for_job`, awaited on the event loop without blocking it."""
+        if self._durable is not None:
+            return await asyncio.to_thread(self.wait_for_job, job_id, timeout)
         waiter = AsyncWaiter(asyncio.get_running_loop())
         if not self._register("job", job_id, timeout, waiter):
             return await asyncio.to_thread(self.get_job, job_id)
@@ -609,9 +691,18 @@ class Quiv:
         Raises ``TaskNotFoundError`` if the task is removed first and
         ``SchedulerStoppedError`` if the scheduler shuts down first.
         """
+        if self._durable is not None:
+            self._check_wait(task_id, "task_id", timeout)
+            return self._durable.wait_for_task(task_id, timeout)
         waiter = SyncWaiter()
         self._register("task", task_id, timeout, waiter)
         return self._block(waiter, timeout, f"no job of task {task_id!r} ended within {timeout} s")
+
+    def _check_wait(self, key: str, what: str, timeout: float | None) -> None:
+        if timeout is not None:
+            check_seconds("timeout", timeout, positive=False)
+        _check_id(key, what)
+        self._check_readable()
 
     def _register(self, kind: str, key: str, timeout: float | None, waiter: Waiter) -> bool:
         """Register ``waiter``; False for a job that is not running (nothing to wait for)."""
@@ -649,6 +740,9 @@ class Quiv:
         the history's completed and failed counts.
         """
         engine = self._engine
+        if self._durable is not None:
+            self._check_readable()
+            return self._durable.stats(self.pool_size, float(self.history_retention_seconds))
         with self._lock:
             engine.check_readable_locked()
             tasks_by_status = dict.fromkeys((s.value for s in TaskStatus), 0)
@@ -764,7 +858,12 @@ class Quiv:
         return self._declarations.task_id(func, name)
 
     def __repr__(self) -> str:
-        return f"<Quiv {self._engine.phase} pool_size={self.pool_size} tasks={len(self._engine.tasks)}>"
+        if self._durable is not None:
+            tasks = len(self._durable.coordinator.local)
+            where = f" database={self._durable.target.shown}"
+        else:
+            tasks, where = len(self._engine.tasks), ""
+        return f"<Quiv {self._engine.phase} pool_size={self.pool_size} tasks={tasks}{where}>"
 
 
 # ---------------------------------------------------------------- active ones

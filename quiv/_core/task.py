@@ -29,7 +29,13 @@ from quiv._core.watchdog import Watch
 from quiv._enums import JobStatus, TaskStatus
 from quiv._schedule.options import TaskSettings
 from quiv._schedule.policies import Misfire, late_run_decision, retry_delay
-from quiv._schedule.triggers import first_run, next_regular_run, next_while_running
+from quiv._schedule.triggers import (
+    TOLERANCE,
+    first_run,
+    next_regular_run,
+    next_while_running,
+    schedule_points,
+)
 
 if TYPE_CHECKING:
     from quiv.models import Job, Task
@@ -47,6 +53,8 @@ class _Models(NamedTuple):
 #: and SQLModel: ``import quiv`` stays light until a model is needed).
 _models: _Models | None = None
 _JOB_STATUSES: dict[str, JobStatus] = {s.value: s for s in JobStatus}
+#: Job endings a task with retries left tries again after.
+_RETRYABLE = frozenset({JobStatus.FAILED, JobStatus.ABANDONED})
 
 
 def _load_models() -> _Models:
@@ -245,6 +253,34 @@ class TaskState:
             return False, self._schedule(actual, nominal=nominal)
         return True, None
 
+    def catch_up(self, now: float, limit: int) -> tuple[list[float], bool, Plan]:
+        """A due run found later slots of its schedule already past: ``(missed slots, start?, plan)``.
+
+        This happens in the durable modes after every process was down (or too
+        busy) for a while. The misfire policy decides: ``skip`` runs none of
+        them and plans the next slot still ahead; ``run_once`` runs once, for
+        the latest slot (``start`` is True and :attr:`next_run` is that slot).
+        Every slot not run is returned (at most ``limit``) so it can be
+        recorded. A retry, a "run now" and a run-once task are never caught
+        up: ``([], True, None)`` (a late run, as usual).
+        """
+        settings = self.settings
+        if self.retry is not None or self.manual_due is not None or settings.once:
+            return [], True, None
+        later = schedule_points(settings, self.nominal, self.nominal, now + TOLERANCE, limit)
+        if not later:
+            return [], True, None
+        if settings.misfire is Misfire.RUN_ONCE:
+            missed = [self.nominal, *later[:-1]]
+            self.nominal = self.next_run = later[-1]
+            return missed, True, None
+        missed = [self.nominal, *later]
+        planned = next_regular_run(settings, later[-1], now, misfire=Misfire.SKIP)
+        if planned is None:
+            return missed, False, DELETE
+        nominal, actual = planned
+        return missed, False, self._schedule(actual, nominal=nominal)
+
     def start_job(self, due: float, now: float) -> JobState:
         """A job of this task starts now (for the run due at ``due``)."""
         retry = self.retry
@@ -282,7 +318,7 @@ class TaskState:
             return None
         settings = self.settings
         retry = (
-            job.status is JobStatus.FAILED
+            job.status in _RETRYABLE
             and not job.stop_requested()
             and job.attempt <= settings.max_retries
         )
@@ -336,6 +372,8 @@ class JobState:
     cancel_reason: str | None = None
     #: The watchdog's handle while the job has a timeout.
     watch: Watch[JobState] | None = None
+    #: The process that runs it (durable and shared modes).
+    worker: str | None = None
 
     def stop_requested(self) -> bool:
         return self.cancel_reason is not None
@@ -364,6 +402,8 @@ class JobState:
             self.error,
             self.attempt,
             self.retry_of,
+            self.due,
+            self.worker,
         )
 
     def model(self) -> Job:
@@ -373,7 +413,7 @@ class JobState:
 def job_model(row: tuple[Any, ...]) -> Job:
     """Build the public model from a job row (see :meth:`JobState.row`)."""
     models = _models or _load_models()
-    job_id, task_id, task_name, status, started, ended, duration, error, attempt, retry_of = row
+    job_id, task_id, task_name, status, started, ended, duration, error, attempt, retry_of, due, worker = row
     job: Job = models.trusted(
         models.Job,
         {
@@ -387,6 +427,8 @@ def job_model(row: tuple[Any, ...]) -> Job:
             "error_message": error,
             "attempt": attempt,
             "retry_of": retry_of,
+            "scheduled_for": None if due is None else utc(due),
+            "worker": worker,
         },
     )
     return job

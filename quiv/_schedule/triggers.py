@@ -8,7 +8,14 @@ import random
 from quiv._schedule.options import TaskSettings
 from quiv._schedule.policies import Misfire, jittered
 
-__all__ = ["TOLERANCE", "first_run", "next_regular_run", "next_run_after", "next_while_running"]
+__all__ = [
+    "TOLERANCE",
+    "first_run",
+    "next_regular_run",
+    "next_run_after",
+    "next_while_running",
+    "schedule_points",
+]
 
 #: Times within a microsecond are the same instant (what a datetime can show).
 TOLERANCE = 1e-6
@@ -103,3 +110,36 @@ def next_regular_run(
             return last, ended
     nominal = next_run_after(due, ended, interval, fixed_interval=settings.fixed_interval)
     return nominal, jittered(nominal, settings.jitter, rng)
+
+
+def schedule_points(
+    settings: TaskSettings, anchor: float, after: float, before: float, limit: int
+) -> list[float]:
+    """The points of the schedule strictly between ``after`` and ``before``, at most ``limit`` of them.
+
+    Interval tasks with ``fixed_interval`` have points ``anchor + k * interval``;
+    cron tasks have their cron times. Other tasks (the interval counts from
+    the end of a run, or a single run) have no points of their own: ``[]``.
+    Used to name the slots nobody ran (durable modes record each as missed).
+    """
+    points: list[float] = []
+    if settings.cron is not None:
+        cron = settings.cron
+        point = cron.next_after(after)
+        while point is not None and point < before and len(points) < limit:
+            points.append(point)
+            point = cron.next_after(point)
+        return points
+    interval = settings.interval
+    if interval is None or not settings.fixed_interval or settings.once:
+        return points
+    step = max(1, math.floor((after - anchor) / interval) + 1)
+    point = anchor + step * interval
+    while point <= after:
+        step += 1
+        point = anchor + step * interval
+    while point < before and len(points) < limit:
+        points.append(point)
+        step += 1
+        point = anchor + step * interval
+    return points

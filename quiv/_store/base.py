@@ -32,6 +32,10 @@ class JobRow(NamedTuple):
     error_message: str | None
     attempt: int
     retry_of: str | None
+    #: The slot of the schedule the job ran for (epoch seconds).
+    scheduled_for: float | None = None
+    #: The worker (process) that ran it: durable and shared modes only.
+    worker: str | None = None
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from quiv._store.base import TASK_IDENTITY, JobQuery, JobRow, TaskRow
 
 __all__ = ["JobDB", "SQLiteStore"]
 
-_TERMINAL = ("completed", "cancelled", "failed")
+_TERMINAL = ("completed", "cancelled", "failed", "abandoned", "missed")
 #: SQLite's largest integer: a larger limit or offset means the same as this one.
 _MAX_INTEGER = 2**63 - 1
 
@@ -84,6 +84,8 @@ class JobDB(_QuivTable, table=True):
     error_message: str | None = None
     attempt: int = 1
     retry_of: str | None = Field(default=None, index=True)
+    scheduled_for: float | None = None
+    worker: str | None = None
 
 
 _job_table = JobDB.__table__  # type: ignore[attr-defined]

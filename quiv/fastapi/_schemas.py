@@ -90,13 +90,21 @@ class QuivJob(BaseModel):
     id: str = Field(description="Job id, also passed to the handler as _job_id.")
     task_id: str = Field(description="Id of the task this job ran.")
     task_name: str = Field(description="Name of the task when the job started.")
-    status: JobStatus = Field(description="scheduled, running, completed, cancelled or failed.")
+    status: JobStatus = Field(
+        description="scheduled, running, completed, cancelled, failed, abandoned or missed."
+    )
     started_at: datetime = Field(description="When the job was handed to a worker (UTC).")
     ended_at: datetime | None = Field(default=None, description="When the job ended (UTC).")
     duration_seconds: float | None = Field(default=None, description="Run time, once ended.")
     error_message: str | None = Field(default=None, description="Why the job failed or was cancelled.")
     attempt: int = Field(default=1, description="1 for a first run, 2 for its first retry, and so on.")
     retry_of: str | None = Field(default=None, description="For a retry: the id of the first attempt's job.")
+    scheduled_for: datetime | None = Field(
+        default=None, description="The slot of the schedule this job ran for (UTC)."
+    )
+    worker: str | None = Field(
+        default=None, description="Id of the process that ran it (with a database_url), else null."
+    )
 
     @classmethod
     def from_job(cls, job: Job) -> QuivJob:
@@ -157,7 +165,7 @@ class HelloMessage(TypedDict):
 
 
 TaskEventName = Literal["task_added", "task_removed", "task_paused", "task_resumed", "task_updated"]
-JobEventName = Literal["job_started", "job_completed", "job_failed", "job_cancelled"]
+JobEventName = Literal["job_started", "job_completed", "job_failed", "job_cancelled", "job_missed"]
 #: The wire name of each event (mypy checks each one against the message's Literal).
 TASK_EVENT_NAMES: dict[Event, TaskEventName] = {
     Event.TASK_ADDED: "task_added",
@@ -171,6 +179,7 @@ JOB_EVENT_NAMES: dict[Event, JobEventName] = {
     Event.JOB_COMPLETED: "job_completed",
     Event.JOB_FAILED: "job_failed",
     Event.JOB_CANCELLED: "job_cancelled",
+    Event.JOB_MISSED: "job_missed",
 }
 
 
@@ -199,6 +208,8 @@ class JobEventMessage(TypedDict):
     duration_seconds: float | None
     error: str | None
     attempt: int
+    scheduled_for: str | None
+    worker: str | None
 
 
 class ProgressMessage(TypedDict):

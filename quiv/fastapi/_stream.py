@@ -269,6 +269,8 @@ class EventStream:
             "duration_seconds": job.duration_seconds,
             "error": job.error_message,
             "attempt": job.attempt,
+            "scheduled_for": None if job.scheduled_for is None else _iso(job.scheduled_for),
+            "worker": job.worker,
         }
         self.publish(message)
 

@@ -102,6 +102,8 @@ def test_trusted_snapshots_equal_what_model_construct_builds() -> None:
         "error_message": None,
         "attempt": 1,
         "retry_of": None,
+        "scheduled_for": datetime(2024, 1, 1, tzinfo=timezone.utc),
+        "worker": None,
     }
     assert set(values) == set(Job.model_fields), "trusted() needs every field"
     fast, slow = trusted(Job, dict(values)), Job.model_construct(**values)

@@ -191,7 +191,15 @@ def test_shutdown_and_stop_take_no_required_arguments() -> None:
 
 def test_status_values_are_the_documented_strings() -> None:
     assert [s.value for s in TaskStatus] == ["active", "running", "paused"]
-    assert [s.value for s in JobStatus] == ["scheduled", "running", "completed", "cancelled", "failed"]
+    assert [s.value for s in JobStatus] == [
+        "scheduled",
+        "running",
+        "completed",
+        "cancelled",
+        "failed",
+        "abandoned",
+        "missed",
+    ]
     assert isinstance(TaskStatus.ACTIVE, str)
     assert isinstance(JobStatus.FAILED, str)
     assert JobStatus("failed") is JobStatus.FAILED

@@ -124,6 +124,8 @@ def test_default_page_is_the_newest_page_size_jobs(scheduler: Quiv, client: Test
         "error_message",
         "attempt",
         "retry_of",
+        "scheduled_for",
+        "worker",
     }
 
 

@@ -43,7 +43,15 @@ def test_counts_tasks_jobs_and_workers(make_quiv: QuivFactory, clock: ManualCloc
 
     stats = scheduler.stats()
     assert stats.tasks_by_status == {"active": 2, "running": 2, "paused": 1}
-    assert stats.jobs_by_status == {"scheduled": 0, "running": 2, "completed": 1, "cancelled": 0, "failed": 1}
+    assert stats.jobs_by_status == {
+        "scheduled": 0,
+        "running": 2,
+        "completed": 1,
+        "cancelled": 0,
+        "failed": 1,
+        "abandoned": 0,
+        "missed": 0,
+    }
     assert (stats.running_jobs, stats.pool_size, stats.free_workers) == (2, 3, 1)
     assert (stats.oldest_running_job_id, stats.oldest_running_job_started_at) == (oldest, at(0))
     assert (stats.completed_in_window, stats.failed_in_window) == (1, 1)

@@ -1,0 +1,461 @@
+"""The durable and shared modes' scheduler: claim due runs from the database and run them here.
+
+A :class:`Coordinator` replaces the in-memory heap of the default mode. Its
+threads:
+
+* the **claimer** runs one claim transaction (see :mod:`quiv._durable.store`)
+  whenever it is woken (a job ended here, a NOTIFY, a local change), when the
+  next due row it could claim comes due (the database says how far that is,
+  so a skewed local clock does not matter), and at least every
+  ``poll_seconds``;
+* **workers** (``pool_size`` threads) run claimed jobs with the same
+  :class:`~quiv._core.runner.JobRunner` as the default mode, then write the
+  end (fenced) and emit the job's events here, in the process that ran it;
+* the **heartbeat** updates this process's row every ``heartbeat_seconds`` on
+  its own connection, ends the runs of processes silent for
+  ``dead_after_seconds`` as ``abandoned``, reads cancel requests (the floor
+  under NOTIFY) and purges old jobs;
+* the **listener** (PostgreSQL with ``notify=True``) waits on ``LISTEN`` and
+  wakes the claimer, or sets a job's stop event, when another process asks.
+
+A database outage is logged once when it starts and once when it ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from quiv._core.clock import Clock
+from quiv._core.runner import JobRunner
+from quiv._core.task import JobState, Plan, TaskState, TaskView, job_model
+from quiv._core.waiters import WaiterRegistry, release_all
+from quiv._core.watchdog import Watchdog
+from quiv._delivery.events import Listeners
+from quiv._durable.store import DurableStore, _Local, definition_hash
+from quiv._enums import Event, JobStatus
+from quiv._exceptions import ConfigurationError, DatabaseError, SchedulerStoppedError
+from quiv._store.base import JobRow
+
+__all__ = ["Coordinator"]
+
+_END_EVENTS = {
+    JobStatus.COMPLETED: Event.JOB_COMPLETED,
+    JobStatus.FAILED: Event.JOB_FAILED,
+    JobStatus.CANCELLED: Event.JOB_CANCELLED,
+}
+#: After a failed transaction, wait this long before the next try (doubling up to the maximum).
+RETRY_SECONDS = 0.25
+RETRY_MAX_SECONDS = 5.0
+#: Old jobs are purged at most this often.
+PURGE_EVERY_SECONDS = 60.0
+
+NEW, RUNNING, STOPPING, STOPPED = "new", "running", "stopping", "stopped"
+
+
+class Coordinator:
+    """Runs the tasks declared in this process from a durable store; see the module docstring."""
+
+    def __init__(
+        self,
+        store: DurableStore,
+        *,
+        pool_size: int,
+        clock: Clock,
+        listeners: Listeners,
+        runner: JobRunner,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+        heartbeat: float,
+        dead_after: float,
+        poll: float,
+        notify: bool,
+        retention: float,
+    ) -> None:
+        self.store = store
+        self.pool_size = pool_size
+        self.clock = clock
+        self.listeners = listeners
+        self.runner = runner
+        self.logger = logger
+        self.heartbeat_seconds = heartbeat
+        self.dead_after = dead_after
+        self.poll = poll
+        self.notify = notify and store.postgres
+        self.retention = retention
+        #: A fresh id per process start: never a host or pod name, which a restart would reuse.
+        self.worker_id = str(uuid.uuid4())
+        self.local: dict[str, _Local] = {}
+        self.lock = threading.Lock()
+        self.live: dict[str, JobState] = {}
+        self.busy = 0
+        self.phase = NEW
+        self.waiters = WaiterRegistry()
+        self.prepared = False
+        self.last_wake: float | None = None
+        self.last_job_start: float | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._drained = threading.Condition(self.lock)
+        self._queue: queue.SimpleQueue[JobState | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._watchdog: Watchdog[JobState] = Watchdog(clock, self._expire)
+        self._outage_since: float | None = None
+        self._outage_lock = threading.Lock()
+
+    # ------------------------------------------------------------ set-up
+    def prepare(self) -> None:
+        """Connect and create or upgrade the tables, once (first task or start)."""
+        if not self.prepared:
+            self.store.prepare()
+            self.prepared = True
+
+    def declare(self, state: TaskState) -> tuple[TaskView, str]:
+        """Match a task of this process to the stored one of its name: ``(view, outcome)``."""
+        with self.lock:
+            if state.name in self.local:
+                raise ConfigurationError(
+                    f"a task named {state.name!r} already exists in this scheduler: with a database_url, "
+                    "the name is the task's identity across restarts and processes, so names must be unique"
+                )
+            if self.phase in (STOPPING, STOPPED):
+                raise SchedulerStoppedError("the scheduler has been shut down; create a new Quiv")
+        self.prepare()
+        local = _Local(state, definition_hash(state.settings))
+        stored, outcome = self.store.adopt(local)
+        state.id, state.created = stored.id, stored.created
+        with self.lock:
+            if state.name in self.local:  # two threads declared one name at once
+                raise ConfigurationError(f"a task named {state.name!r} already exists in this scheduler")
+            self.local[state.name] = local
+            running = self.phase == RUNNING
+        if running:
+            self.store.set_worker_tasks(self.worker_id, list(self.local))
+            self._wake.set()
+        return stored.view(), outcome
+
+    def start(self) -> None:
+        self.prepare()
+        if not self.store.postgres:
+            # One process per file (the file lock says so): every other worker row is a dead run's.
+            self._emit_abandoned(self.store.sweep(-1e18)[0])
+        self.store.register_worker(self.worker_id, list(self.local))
+        with self.lock:
+            self.phase = RUNNING
+        self._spawn("quiv-claimer", self._claim_loop)
+        self._spawn("quiv-heartbeat", self._beat_loop)
+        if self.notify:
+            self._spawn("quiv-listener", self._listen_loop)
+        for number in range(self.pool_size):
+            self._spawn(f"quiv-worker-{number}", self._work)
+        self.logger.info(
+            "quiv runs as worker %s on %s (%d task(s) declared here)",
+            self.worker_id,
+            self.store.target.shown,
+            len(self.local),
+        )
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    # ------------------------------------------------------------- outage
+    def _failed(self, exc: DatabaseError) -> None:
+        with self._outage_lock:
+            if self._outage_since is not None:
+                return
+            self._outage_since = time.monotonic()
+        self.logger.error("%s; quiv keeps retrying and logs again when it is back", exc)
+
+    def _succeeded(self) -> None:
+        if self._outage_since is None:
+            return
+        with self._outage_lock:
+            since, self._outage_since = self._outage_since, None
+        if since is not None:
+            self.logger.warning("quiv reached its database again after %.1f s", time.monotonic() - since)
+
+    # ------------------------------------------------------------ claimer
+    def _claim_loop(self) -> None:
+        backoff = RETRY_SECONDS
+        while not self._stop.is_set():
+            self._wake.clear()
+            with self.lock:
+                free = self.pool_size - self.busy
+            try:
+                claim = self.store.claim(self.worker_id, dict(self.local), free)
+            except DatabaseError as exc:
+                self._failed(exc)
+                self._wake.wait(backoff)
+                backoff = min(RETRY_MAX_SECONDS, backoff * 2)
+                continue
+            except Exception:  # a bug in quiv: log it and keep claiming
+                self.logger.exception("quiv's claim loop failed; it carries on")
+                self._wake.wait(self.poll)
+                continue
+            backoff = RETRY_SECONDS
+            self._succeeded()
+            self.last_wake = self.clock.now().timestamp()
+            for job in claim.started:
+                self._submit(job)
+            for view, row in claim.missed:
+                self._emit_missed(view, row)
+            if len(claim.started) >= free:
+                timeout = self.poll  # the pool is full: a job's end wakes us
+            elif claim.wait is None:
+                timeout = self.poll
+            else:
+                timeout = min(claim.wait, self.poll)
+            if timeout > 0:
+                self._wake.wait(timeout)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _submit(self, job: JobState) -> None:
+        timeout = job.task.settings.timeout
+        with self.lock:
+            self.live[job.id] = job
+            self.busy += 1
+            self.last_job_start = job.started
+            if timeout is not None:
+                job.watch = self._watchdog.watch(self.clock.now().timestamp() + timeout, job)
+        self._queue.put(job)
+
+    # ------------------------------------------------------------ workers
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            try:
+                started = self.listeners.of(Event.JOB_STARTED)
+                if started:
+                    self.listeners.emit_job(Event.JOB_STARTED, job.task.view(), job.row(), listeners=started)
+                status, error = self.runner.run(job)
+            except Exception:
+                self.logger.exception("quiv failed running job %s of task %r", job.id, job.task_name)
+                status, error = JobStatus.FAILED, "quiv internal error; see the log"
+            job.status, job.error = status, error
+            try:
+                self._end(job)
+            except Exception:
+                self.logger.exception("quiv failed to record the end of job %s", job.id)
+
+    def _end(self, job: JobState) -> None:
+        if job.watch is not None:
+            self._watchdog.cancel(job.watch)
+            job.watch = None
+        local = self.local.get(job.task_name)
+        ended = None
+        deadline = time.monotonic() + self.dead_after
+        backoff = RETRY_SECONDS
+        while ended is None:
+            try:
+                ended = self.store.finish(job, local)
+            except DatabaseError as exc:
+                if self.phase == STOPPED or time.monotonic() > deadline:
+                    self.logger.error(
+                        "job %s of task %r: its end could not be recorded (%s); the job will be "
+                        "marked abandoned",
+                        job.id,
+                        job.task_name,
+                        exc,
+                    )
+                    break
+                self._failed(exc)
+                self._stop.wait(backoff)
+                backoff = min(RETRY_MAX_SECONDS, backoff * 2)
+        if ended is not None:
+            self._succeeded()
+        with self.lock:
+            self.live.pop(job.id, None)
+            self.busy -= 1
+            waiters = self.waiters.take_job_end(job.id, job.task.id)
+            if self.phase == STOPPING:
+                self._drained.notify_all()
+        self._wake.set()
+        row = job.row()
+        if ended is not None and ended.accepted:
+            event = _END_EVENTS[job.status]
+            listeners = self.listeners.of(event)
+            if listeners:
+                self.listeners.emit_job(event, ended.view or job.task.view(), row, listeners=listeners)
+            for view, missed in ended.missed:
+                self._emit_missed(view, missed)
+            release_all(waiters, job_model(row), None, self.logger)
+            return
+        if ended is not None:
+            self.logger.warning(
+                "job %s of task %r ended %s, but this process had been presumed dead meanwhile and the "
+                "job was marked abandoned: its result is dropped",
+                job.id,
+                job.task_name,
+                job.status.value,
+            )
+        stored = None
+        with contextlib.suppress(DatabaseError):
+            stored = self.store.get_job(job.id)
+        release_all(waiters, job_model(stored if stored is not None else row), None, self.logger)
+
+    def _expire(self, job: JobState) -> None:
+        with self.lock:
+            if job.id not in self.live or not job.request_stop(
+                f"timed out after {job.task.settings.timeout:g} s"
+            ):
+                return
+        job.stop.set()
+        self.logger.warning("job %s of task %r timed out; its stop event is set", job.id, job.task_name)
+
+    def cancel_local(self, job_id: str, reason: str) -> bool:
+        with self.lock:
+            job = self.live.get(job_id)
+            stopping = job is not None and job.request_stop(reason)
+        if stopping and job is not None:
+            job.stop.set()
+        return stopping
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a running job, here or in any other process."""
+        if self.cancel_local(job_id, "cancelled by cancel_job()"):
+            return True
+        return self.store.request_cancel(job_id)
+
+    # ---------------------------------------------------------- heartbeat
+    def _beat_loop(self) -> None:
+        next_purge = 0.0
+        while not self._stop.wait(self.heartbeat_seconds):
+            try:
+                if not self.store.heartbeat(self.worker_id):
+                    self._reincarnate()
+                abandoned, dead = self.store.sweep(self.dead_after)
+                if dead:
+                    self.logger.warning(
+                        "quiv presumed %d silent process(es) dead: %s", len(dead), ", ".join(dead)
+                    )
+                self._emit_abandoned(abandoned)
+                with self.lock:
+                    mine = bool(self.live)
+                if mine:
+                    for job_id in self.store.cancel_requests(self.worker_id):
+                        self.cancel_local(job_id, "cancelled by cancel_job() in another process")
+                now = time.monotonic()
+                if now >= next_purge:
+                    next_purge = now + PURGE_EVERY_SECONDS
+                    self.store.purge_older_than(self.retention)
+                self._succeeded()
+            except DatabaseError as exc:
+                self._failed(exc)
+            except Exception:
+                self.logger.exception("quiv's heartbeat failed; it carries on")
+
+    def _reincarnate(self) -> None:
+        old = self.worker_id
+        self.worker_id = str(uuid.uuid4())
+        self.logger.warning(
+            "this process (worker %s) was presumed dead by the others (no heartbeat for %g s): the jobs "
+            "it was running were marked abandoned and their results will be dropped; it carries on as "
+            "worker %s",
+            old,
+            self.dead_after,
+            self.worker_id,
+        )
+        self.store.register_worker(self.worker_id, list(self.local))
+
+    # ---------------------------------------------------------- listener
+    def _listen_loop(self) -> None:
+        import psycopg
+        from sqlalchemy.engine import make_url
+
+        conninfo = make_url(self.store.target.url).set(drivername="postgresql").render_as_string(False)
+        backoff = RETRY_SECONDS
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
+                    conn.execute("LISTEN quiv_wake")
+                    conn.execute("LISTEN quiv_cancel")
+                    backoff = RETRY_SECONDS
+                    self._wake.set()  # what changed while we were not listening
+                    while not self._stop.is_set():
+                        for note in conn.notifies(timeout=1.0):
+                            if note.channel == "quiv_cancel":
+                                self.cancel_local(
+                                    note.payload, "cancelled by cancel_job() in another process"
+                                )
+                            else:
+                                self._wake.set()
+            except Exception as exc:
+                if self._stop.is_set():
+                    return
+                where = self.store.target.where
+                self._failed(DatabaseError(f"quiv lost its LISTEN connection to {where}: {exc}"))
+                self._stop.wait(backoff)
+                backoff = min(RETRY_MAX_SECONDS, backoff * 2)
+
+    # -------------------------------------------------------------- events
+    def _emit_missed(self, view: TaskView, row: JobRow) -> None:
+        listeners = self.listeners.of(Event.JOB_MISSED)
+        if listeners:
+            self.listeners.emit_job(Event.JOB_MISSED, view, tuple(row), listeners=listeners)
+
+    def _emit_abandoned(self, abandoned: list[tuple[TaskView, JobRow]]) -> None:
+        for view, row in abandoned:
+            self.logger.error("job %s of task %r %s", row.id, row.task_name, row.error_message)
+            listeners = self.listeners.of(Event.JOB_FAILED)
+            if listeners:
+                self.listeners.emit_job(Event.JOB_FAILED, view, tuple(row), listeners=listeners)
+
+    # ------------------------------------------------------------ control
+    def transition(self, task_id: str, what: str, step: Callable[[TaskState, float], Plan]) -> TaskView:
+        view = self.store.transition(task_id, what, step, self.local)
+        self._wake.set()
+        return view
+
+    # ------------------------------------------------------------ shutdown
+    def stop(self, timeout: float) -> int:
+        """Stop claiming, cancel the jobs running here, wait up to ``timeout`` s.
+
+        Returns how many jobs are still running (their handlers ignored the stop event).
+        """
+        with self.lock:
+            was = self.phase
+            self.phase = STOPPING
+            jobs = [j for j in self.live.values() if j.request_stop("cancelled: the scheduler shut down")]
+        self._stop.set()
+        self._wake.set()
+        for job in jobs:
+            job.stop.set()
+        deadline = time.monotonic() + timeout
+        from quiv._core.context import current_job
+
+        running = current_job.get()
+        inside = 1 if running is not None and running.job_id in self.live else 0
+        with self.lock:
+            while self.busy > inside and (remaining := deadline - time.monotonic()) > 0:
+                self._drained.wait(remaining)
+            stuck = self.busy - inside
+            self.phase = STOPPED
+            waiters = self.waiters.take_all()
+        for _ in range(self.pool_size):
+            self._queue.put(None)
+        self._watchdog.close()
+        release_all(
+            waiters, None, SchedulerStoppedError("the scheduler shut down before the job ended"), self.logger
+        )
+        own = threading.get_ident()
+        for thread in self._threads:
+            if thread.ident != own:
+                thread.join(max(0.0, min(1.0, deadline - time.monotonic())))
+        if was == RUNNING and not stuck:
+            try:
+                self.store.unregister_worker(self.worker_id)
+            except DatabaseError as exc:
+                self.logger.warning("quiv could not unregister this process: %s", exc)
+        self.store.close()
+        return stuck

@@ -1,0 +1,820 @@
+"""The durable store: every statement the durable and shared modes run.
+
+Each method is one short transaction. A task row holds the task's whole
+scheduling state, so a method loads it (``FOR UPDATE``), rebuilds a
+:class:`~quiv._core.task.TaskState`, calls one transition of the state
+machine and writes the result back: the rules of :mod:`quiv._core.task` are
+the same in every mode, only where the state lives changes.
+
+Exactly once: a claim takes due rows with ``FOR UPDATE SKIP LOCKED`` (two
+processes never hold one row), advances ``next_run_at`` and inserts the job
+with ``ON CONFLICT (task_id, scheduled_for) DO NOTHING`` in the same
+transaction; the unique key is the backstop. Due times are compared with
+the database's clock (``now()``), never a process's.
+
+Fencing: a job's end is written only ``WHERE id AND worker AND attempt AND
+status = 'running'``. A process that was presumed dead (its jobs marked
+``abandoned``) finds no such row and drops its result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import tzinfo
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    Select,
+    and_,
+    create_engine,
+    delete,
+    event,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+from quiv._core.handlers import injection_plan
+from quiv._core.task import DELETE, JobState, Plan, TaskState, TaskView
+from quiv._durable import schema
+from quiv._durable.schema import jobs, tasks, workers
+from quiv._durable.url import DatabaseTarget
+from quiv._enums import JobStatus, TaskStatus
+from quiv._exceptions import ConfigurationError, DatabaseError, TaskNotFoundError
+from quiv._schedule.cron import CronSchedule
+from quiv._schedule.options import COLUMNS, TaskSettings
+from quiv._schedule.policies import Misfire
+from quiv._schedule.triggers import TOLERANCE, schedule_points
+from quiv._store.base import JobQuery, JobRow
+
+__all__ = ["Claim", "DurableStore", "Ended", "definition_hash"]
+
+_OPTION_NAMES = tuple(c.name for c in COLUMNS)
+_SCHEDULE_COLUMNS = frozenset({"interval_seconds", "run_once", "fixed_interval", "cron", "cron_timezone"})
+_TERMINAL = tuple(s.value for s in JobStatus if s.is_terminal)
+_JOB_COLUMNS = tuple(getattr(jobs.c, name) for name in JobRow._fields)
+#: At most this many missed slots are recorded one by one per task and per catch-up.
+MISSED_LIMIT = 1000
+_MAX_INTEGER = 2**63 - 1
+MISSED = JobStatus.MISSED.value
+
+
+def definition_hash(settings: TaskSettings) -> str:
+    """A hash of what the code declared for a task: its stored options (arguments included)."""
+    digest = hashlib.sha256()
+    for name, value in zip(_OPTION_NAMES, settings.columns(), strict=True):
+        digest.update(name.encode())
+        digest.update(value.hex().encode() if isinstance(value, bytes) else repr(value).encode())
+    return digest.hexdigest()[:32]
+
+
+def _not_declared_here(*_args: Any, **_kwargs: Any) -> None:
+    raise RuntimeError("this task is not declared in this process")  # never called: claims filter by name
+
+
+_ELSEWHERE_PLAN = injection_plan(_not_declared_here)
+
+
+class Claim(NamedTuple):
+    """What one claim transaction did."""
+
+    started: list[JobState]
+    #: (task, missed job row) for every slot recorded as missed.
+    missed: list[tuple[TaskView, JobRow]]
+    #: Seconds (database clock) until the next due row this process could claim; None: none.
+    wait: float | None
+
+
+class Ended(NamedTuple):
+    """What writing a job's end did."""
+
+    #: False when the write was fenced off: the job was no longer this worker's.
+    accepted: bool
+    view: TaskView | None
+    missed: list[tuple[TaskView, JobRow]]
+
+
+@dataclass
+class _Local:
+    """What this process knows of a task it declared: the handler, its plan and callbacks."""
+
+    state: TaskState
+    definition: str
+    seen: dict[str, Any] = field(default_factory=dict)
+
+
+class DurableStore:
+    """Tasks, jobs and workers in a durable database; see the module docstring."""
+
+    def __init__(
+        self,
+        target: DatabaseTarget,
+        *,
+        clock_now: Callable[[], float],
+        default_timezone: tzinfo,
+        connect_timeout: float,
+        dead_after: float,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+    ) -> None:
+        self.target = target
+        self.postgres = target.kind == "postgresql"
+        self._clock_now = clock_now
+        self._tz = default_timezone
+        self._logger = logger
+        self._closed = False
+        self._lockfile: int | None = None
+        #: SQLite has one connection, shared by every thread under this lock.
+        self._serial = threading.RLock() if not self.postgres else None
+        if self.postgres:
+            self._insert = _pg_insert
+            idle_ms = max(1000, int(dead_after * 1000))
+            connect_args = {
+                "connect_timeout": max(1, round(connect_timeout)),
+                "application_name": "quiv",
+                # A process frozen inside a transaction must not hold its row locks forever.
+                "options": f"-c idle_in_transaction_session_timeout={idle_ms}",
+            }
+            self.engine: Engine = create_engine(
+                target.url,
+                pool_size=8,
+                max_overflow=8,
+                pool_pre_ping=True,
+                pool_timeout=connect_timeout,
+                connect_args=connect_args,
+            )
+            #: The heartbeat's own connection: a full pool must not silence it.
+            self.beat_engine: Engine = create_engine(
+                target.url, pool_size=1, max_overflow=1, pool_pre_ping=True, connect_args=connect_args
+            )
+        else:
+            self._insert = _sqlite_insert
+            assert target.path is not None
+            self._lock_file(target.path)
+            self.engine = create_engine(
+                target.url,
+                connect_args={"check_same_thread": False, "timeout": 30},
+                poolclass=StaticPool,
+            )
+            event.listen(self.engine, "connect", _configure_sqlite)
+            self.beat_engine = self.engine
+
+    # ------------------------------------------------------------ plumbing
+    def _lock_file(self, path: str) -> None:
+        """Create the file 0600 if new and lock it: a second process gets a ``ConfigurationError``."""
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot open the database file {path!r}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise ConfigurationError(
+                f"the database file {path!r} is in use by another process: a SQLite database serves "
+                "one process (use PostgreSQL to share a schedule between processes)"
+            ) from None
+        self._lockfile = fd
+
+    @contextlib.contextmanager
+    def _tx(self, what: str, engine: Engine | None = None) -> Iterator[Connection]:
+        """One transaction; database failures become ``DatabaseError`` naming ``what`` and the server."""
+        if self._closed:
+            raise DatabaseError(f"cannot {what}: the scheduler has shut down")
+        serial = self._serial
+        if serial is not None:
+            serial.acquire()
+        try:
+            with (engine or self.engine).begin() as conn:
+                yield conn
+        except (ConfigurationError, DatabaseError, TaskNotFoundError):
+            raise
+        except OperationalError as exc:
+            raise DatabaseError(self._describe(what, exc)) from None
+        except SQLAlchemyError as exc:
+            raise DatabaseError(self._describe(what, exc)) from None
+        finally:
+            if serial is not None:
+                serial.release()
+
+    def _describe(self, what: str, exc: SQLAlchemyError) -> str:
+        reason = str(exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc)
+        reason = reason.strip().splitlines()[0] if reason.strip() else type(exc).__name__
+        password = _password(self.target.url)
+        if password:
+            reason = reason.replace(password, "***")
+        where = (
+            f"PostgreSQL at {self.target.where}" if self.postgres else f"the SQLite file {self.target.path}"
+        )
+        return f"quiv could not {what} ({where}): {reason}"
+
+    def now(self, conn: Connection) -> float:
+        """The database's clock (PostgreSQL), or the scheduler's clock (SQLite: one process)."""
+        if self.postgres:
+            return float(conn.execute(text("SELECT extract(epoch FROM clock_timestamp())")).scalar_one())
+        return self._clock_now()
+
+    def notify(self, conn: Connection, channel: str, payload: str = "") -> None:
+        """Wake the other processes when this transaction commits (PostgreSQL only)."""
+        if self.postgres:
+            conn.execute(
+                text("SELECT pg_notify(:channel, :payload)"), {"channel": channel, "payload": payload}
+            )
+
+    # ------------------------------------------------------------- set-up
+    def prepare(self) -> None:
+        """Connect, then create or upgrade the tables (once, whoever else starts now)."""
+        try:
+            with self._tx("create its tables") as conn:
+                schema.prepare(conn, postgres=self.postgres)
+        except DatabaseError as exc:
+            if "permission denied" in str(exc):
+                raise DatabaseError(
+                    f"{exc}. The database user needs the right to create tables in its schema "
+                    "(GRANT CREATE ON SCHEMA ... TO ...), or the tables must be created once by a user "
+                    "who has it"
+                ) from None
+            raise
+
+    def register_worker(self, worker_id: str, names: Sequence[str]) -> None:
+        with self._tx("register this process") as conn:
+            now = self.now(conn)
+            conn.execute(
+                self._insert(workers).values(
+                    id=worker_id,
+                    started_at=now,
+                    heartbeat_at=now,
+                    host=os.uname().nodename,
+                    pid=os.getpid(),
+                    tasks="\n".join(sorted(names)),
+                )
+            )
+
+    def set_worker_tasks(self, worker_id: str, names: Sequence[str]) -> None:
+        with self._tx("record this process's tasks") as conn:
+            conn.execute(
+                update(workers).where(workers.c.id == worker_id).values(tasks="\n".join(sorted(names)))
+            )
+
+    def heartbeat(self, worker_id: str) -> bool:
+        """Record that this process lives; False if it was presumed dead (its row is gone)."""
+        with self._tx("send a heartbeat", self.beat_engine) as conn:
+            now = self.now(conn)
+            result = conn.execute(update(workers).where(workers.c.id == worker_id).values(heartbeat_at=now))
+            return bool(result.rowcount)
+
+    def unregister_worker(self, worker_id: str) -> None:
+        with self._tx("unregister this process") as conn:
+            conn.execute(delete(workers).where(workers.c.id == worker_id))
+
+    # -------------------------------------------------------- hydration
+    def _settings(self, row: Row[Any], local: _Local | None) -> TaskSettings:
+        values = tuple(row._mapping[name] for name in _OPTION_NAMES)
+        if local is not None and local.state.settings.columns() == values:
+            return local.state.settings
+        cached = local.seen.get("settings") if local is not None else None
+        if cached is not None and cached.columns() == values:
+            return cached  # type: ignore[no-any-return]
+        stored = dict(zip(_OPTION_NAMES, values, strict=True))
+        cron_expr, cron_tz = stored["cron"], stored["cron_timezone"]
+        tz = ZoneInfo(cron_tz) if cron_tz else None
+        settings = TaskSettings(
+            interval=stored["interval_seconds"],
+            delay=0.0,
+            run_once=bool(stored["run_once"]),
+            fixed_interval=bool(stored["fixed_interval"]),
+            args=bytes(stored["args"]),
+            kwargs=bytes(stored["kwargs"]),
+            progress_callback=None if local is None else local.state.settings.progress_callback,
+            cron=None if cron_expr is None else CronSchedule(cron_expr, tz or self._tz),
+            cron_timezone=tz,
+            run_at=None,
+            max_retries=int(stored["max_retries"]),
+            retry_backoff=float(stored["retry_backoff"]),
+            timeout=stored["timeout"],
+            jitter=float(stored["jitter"]),
+            misfire=Misfire(stored["misfire"]),
+            misfire_grace=stored["misfire_grace"],
+        )
+        if local is not None:
+            local.seen["settings"] = settings
+        return settings
+
+    def hydrate(self, row: Row[Any], local: _Local | None) -> TaskState:
+        """A TaskState holding what the row holds (the handler comes from ``local``, if declared here)."""
+        m = row._mapping
+        base = local.state if local is not None else None
+        state = TaskState(
+            id=m["id"],
+            name=m["task_name"],
+            func=base.func if base is not None else _not_declared_here,
+            plan=base.plan if base is not None else _ELSEWHERE_PLAN,
+            settings=self._settings(row, local),
+            created=m["created_at"],
+            progress_is_async=base.progress_is_async if base is not None else False,
+            status=TaskStatus(m["status"]),
+            next_run=m["next_run_at"],
+            requested=m["requested_at"],
+            requested_forced=bool(m["requested_forced"]),
+            manual_due=m["manual_due"],
+            started_once=bool(m["started_once"]),
+            retry=None if m["retry_attempt"] is None else (m["retry_attempt"], m["retry_of"]),
+            cycle_due=m["cycle_due"],
+            nominal=m["nominal"],
+        )
+        running = m["running_job"]
+        if running is not None:
+            # Transitions only ask whether a job runs; the job itself lives in its own process.
+            state.running = JobState(id=running, task=state, task_name=state.name, due=0.0, started=0.0)
+        return state
+
+    @staticmethod
+    def _values(state: TaskState) -> dict[str, Any]:
+        retry = state.retry
+        return {
+            "task_name": state.name,
+            "status": state.status.value,
+            "next_run_at": state.next_run,
+            **dict(zip(_OPTION_NAMES, state.settings.columns(), strict=True)),
+            "nominal": state.nominal,
+            "cycle_due": state.cycle_due,
+            "retry_attempt": None if retry is None else retry[0],
+            "retry_of": None if retry is None else retry[1],
+            "requested_at": state.requested,
+            "requested_forced": state.requested_forced,
+            "manual_due": state.manual_due,
+            "started_once": state.started_once,
+            "running_job": None if state.running is None else state.running.id,
+        }
+
+    def _save(self, conn: Connection, state: TaskState, plan: Plan) -> None:
+        if plan is DELETE or state.removed:
+            conn.execute(delete(tasks).where(tasks.c.id == state.id))
+        else:
+            conn.execute(update(tasks).where(tasks.c.id == state.id).values(**self._values(state)))
+
+    def _record_missed(
+        self, conn: Connection, state: TaskState, slots: Sequence[float], now: float, why: str
+    ) -> list[tuple[TaskView, JobRow]]:
+        """A ``missed`` job row per slot not run; the unique key drops slots already recorded."""
+        if not slots:
+            return []
+        from quiv._core.ids import new_id
+
+        rows = [
+            JobRow(new_id(), state.id, state.name, MISSED, now, now, 0.0, why, 1, None, slot, None)
+            for slot in slots
+        ]
+        statement = self._insert(jobs).on_conflict_do_nothing(index_elements=["task_id", "scheduled_for"])
+        conn.execute(statement, [r._asdict() for r in rows])
+        view = state.view()
+        return [(view, row) for row in rows]
+
+    # ---------------------------------------------------------- adoption
+    def adopt(self, local: _Local) -> tuple[TaskState, str]:
+        """Match a task declared here to the stored one of its name: ``(state, "added"|"adopted"|"updated")``.
+
+        A new name is inserted. A row whose stored definition hash equals the
+        declared one is adopted as it is (id, next run, pause, runtime updates
+        kept). A changed definition replaces the stored options; a changed
+        schedule starts again from now.
+        """
+        declared = local.state
+        with self._tx(f"load the task {declared.name!r}") as conn:
+            now = self.now(conn)
+            row = self._row_by_name(conn, declared.name)
+            if row is None:
+                declared.created = now
+                declared.add(now)
+                values = {"id": declared.id, "created_at": now, "definition": local.definition}
+                values.update(self._values(declared))
+                inserted = conn.execute(
+                    self._insert(tasks)
+                    .values(**values)
+                    .on_conflict_do_nothing(index_elements=["task_name"])
+                    .returning(tasks.c.id)
+                ).first()
+                if inserted is not None:
+                    return declared, "added"
+                row = self._row_by_name(conn, declared.name)  # another process inserted it meanwhile
+                assert row is not None
+            state = self.hydrate(row, local)
+            if row._mapping["definition"] == local.definition:
+                return state, "adopted"
+            before = dict(zip(_OPTION_NAMES, state.settings.columns(), strict=True))
+            after = dict(zip(_OPTION_NAMES, declared.settings.columns(), strict=True))
+            reschedule = any(before[name] != after[name] for name in _SCHEDULE_COLUMNS)
+            plan = state.update(declared.settings, now, reschedule=reschedule)
+            self._save(conn, state, plan)
+            conn.execute(update(tasks).where(tasks.c.id == state.id).values(definition=local.definition))
+            self.notify(conn, "quiv_wake")
+            return state, "updated"
+
+    def _row_by_name(self, conn: Connection, name: str) -> Row[Any] | None:
+        return conn.execute(select(tasks).where(tasks.c.task_name == name).with_for_update()).first()
+
+    def insert_task(self, local: _Local) -> TaskState:
+        """A task added at run time by ``add_task``: adopted by name like a declared one."""
+        state, _ = self.adopt(local)
+        return state
+
+    # -------------------------------------------------------------- claim
+    def claim(self, worker_id: str, local: dict[str, _Local], limit: int) -> Claim:
+        """Start up to ``limit`` due runs of the tasks declared here, each exactly once."""
+        started: list[JobState] = []
+        missed: list[tuple[TaskView, JobRow]] = []
+        names = list(local)
+        with self._tx("claim due runs") as conn:
+            now = self.now(conn)
+            claimable = and_(
+                tasks.c.task_name.in_(names),
+                tasks.c.running_job.is_(None),
+                or_(tasks.c.status != TaskStatus.PAUSED.value, tasks.c.manual_due.is_not(None)),
+            )
+            if limit > 0 and names:
+                rows = conn.execute(
+                    select(tasks)
+                    .where(claimable, tasks.c.next_run_at <= now + TOLERANCE)
+                    .order_by(tasks.c.next_run_at)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                ).all()
+                for row in rows:
+                    job = self._claim_row(conn, row, local[row._mapping["task_name"]], worker_id, now, missed)
+                    if job is not None:
+                        started.append(job)
+            wait = None
+            if names:
+                soonest = conn.execute(select(func.min(tasks.c.next_run_at)).where(claimable)).scalar()
+                if soonest is not None:
+                    wait = max(0.0, float(soonest) - now)
+        return Claim(started, missed, wait)
+
+    def _claim_row(
+        self,
+        conn: Connection,
+        row: Row[Any],
+        local: _Local,
+        worker_id: str,
+        now: float,
+        missed: list[tuple[TaskView, JobRow]],
+    ) -> JobState | None:
+        state = self.hydrate(row, local)
+        due = state.next_run
+        forced = state.status is TaskStatus.PAUSED
+        start, plan = True, None
+        if not forced:
+            slots, start, plan = state.catch_up(now, MISSED_LIMIT)
+            if slots:
+                missed += self._record_missed(conn, state, slots, now, "missed: no process ran it in time")
+            due = state.next_run
+        if start:
+            start, plan = state.take(due, forced, now)
+            if not start and plan is not None:
+                missed += self._record_missed(
+                    conn, state, [due], now, "missed: it would have started later than misfire_grace"
+                )
+        if not start:
+            self._save(conn, state, plan)
+            return None
+        job = state.start_job(due, now)
+        job.worker = worker_id
+        inserted = conn.execute(
+            self._insert(jobs)
+            .values(**JobRow(*job.row())._asdict())
+            .on_conflict_do_nothing(index_elements=["task_id", "scheduled_for"])
+            .returning(jobs.c.id)
+        ).first()
+        if inserted is None:
+            # The backstop: this slot already has a job. Never run it twice; move on.
+            self._logger.error(
+                "task %r: the slot due at %.6f already has a job; not running it again", state.name, due
+            )
+            state.running = None
+            plan = state.end_job(_ended_copy(job), now)
+            self._save(conn, state, plan)
+            return None
+        self._save(conn, state, None)
+        return job
+
+    # ---------------------------------------------------------------- end
+    def finish(self, job: JobState, local: _Local | None) -> Ended:
+        """Write a job's end (fenced) and the task's next step."""
+        with self._tx(f"record the end of job {job.id}") as conn:
+            now = self.now(conn)
+            ended = max(now, job.started)
+            result = conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.id == job.id,
+                    jobs.c.worker == job.worker,
+                    jobs.c.attempt == job.attempt,
+                    jobs.c.status == JobStatus.RUNNING.value,
+                )
+                .values(
+                    status=job.status.value,
+                    ended_at=ended,
+                    duration_seconds=max(0.0, ended - job.started),
+                    error_message=job.error,
+                )
+            )
+            if not result.rowcount:
+                return Ended(False, None, [])
+            job.ended = ended
+            row = conn.execute(select(tasks).where(tasks.c.id == job.task.id).with_for_update()).first()
+            if row is None or row._mapping["running_job"] != job.id:
+                return Ended(True, None, [])  # removed meanwhile
+            state = self.hydrate(row, local)
+            state.running = job
+            plan = state.end_job(job, now)
+            missed: list[tuple[TaskView, JobRow]] = []
+            if job.attempt == 1 and state.retry is None and plan is not DELETE and plan is not None:
+                slots = schedule_points(
+                    state.settings,
+                    job.cycle_due,
+                    max(job.cycle_due, job.started),
+                    state.nominal - TOLERANCE,
+                    MISSED_LIMIT,
+                )
+                missed = self._record_missed(
+                    conn, state, slots, now, "missed: the previous run of the task was still going"
+                )
+            self._save(conn, state, plan)
+            return Ended(True, state.view(), missed)
+
+    def sweep(self, dead_after: float) -> tuple[list[tuple[TaskView, JobRow]], list[str]]:
+        """End the runs of processes silent for ``dead_after`` s as ``abandoned``.
+
+        Returns the ended jobs (with their tasks) and the ids of the workers presumed dead.
+        """
+        out: list[tuple[TaskView, JobRow]] = []
+        with self._tx("look for dead processes", self.beat_engine) as conn:
+            now = self.now(conn)
+            dead = [
+                r[0]
+                for r in conn.execute(
+                    select(workers.c.id, workers.c.heartbeat_at).where(
+                        workers.c.heartbeat_at < now - dead_after
+                    )
+                )
+            ]
+            if dead:
+                conn.execute(delete(workers).where(workers.c.id.in_(dead)))
+            orphans = conn.execute(
+                select(*_JOB_COLUMNS)
+                .where(
+                    jobs.c.status == JobStatus.RUNNING.value,
+                    or_(jobs.c.worker.is_(None), jobs.c.worker.not_in(select(workers.c.id))),
+                )
+                .with_for_update(skip_locked=True)
+            ).all()
+            for orphan in orphans:
+                found = JobRow(*orphan)
+                why = (
+                    f"abandoned: its process (worker {found.worker}) stopped sending heartbeats "
+                    f"for more than {dead_after:g} s"
+                )
+                conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id == found.id, jobs.c.status == JobStatus.RUNNING.value)
+                    .values(
+                        status=JobStatus.ABANDONED.value,
+                        ended_at=max(now, found.started_at),
+                        duration_seconds=max(0.0, now - found.started_at),
+                        error_message=why,
+                    )
+                )
+                ended = found._replace(
+                    status=JobStatus.ABANDONED.value,
+                    ended_at=max(now, found.started_at),
+                    duration_seconds=max(0.0, now - found.started_at),
+                    error_message=why,
+                )
+                row = conn.execute(select(tasks).where(tasks.c.id == found.task_id).with_for_update()).first()
+                if row is None:
+                    out.append((_orphan_view(found), ended))
+                    continue
+                state = self.hydrate(row, None)
+                if row._mapping["running_job"] == found.id:
+                    job = JobState(
+                        id=found.id,
+                        task=state,
+                        task_name=found.task_name,
+                        due=found.scheduled_for or found.started_at,
+                        started=found.started_at,
+                        cycle_due=state.cycle_due if state.cycle_due is not None else found.started_at,
+                        status=JobStatus.ABANDONED,
+                        attempt=found.attempt,
+                        retry_of=found.retry_of,
+                    )
+                    state.running = job
+                    self._save(conn, state, state.end_job(job, now))
+                out.append((state.view(), ended))
+            if out:
+                self.notify(conn, "quiv_wake")
+        return out, dead
+
+    # ------------------------------------------------------------ control
+    def transition(
+        self, task_id: str, what: str, step: Callable[[TaskState, float], Plan], local: dict[str, _Local]
+    ) -> TaskView:
+        """Load a task, apply ``step`` (a transition), save it and wake the other processes."""
+        with self._tx(what) as conn:
+            now = self.now(conn)
+            row = conn.execute(select(tasks).where(tasks.c.id == task_id).with_for_update()).first()
+            if row is None:
+                raise TaskNotFoundError(f"no task with id {task_id!r}")
+            state = self.hydrate(row, local.get(row._mapping["task_name"]))
+            plan = step(state, now)
+            self._save(conn, state, plan)
+            self.notify(conn, "quiv_wake")
+            return state.view()
+
+    def remove(self, task_id: str) -> tuple[TaskView, str | None]:
+        """Delete a task row: ``(its last view, the id of a job of it still running)``."""
+        with self._tx("remove a task") as conn:
+            row = conn.execute(select(tasks).where(tasks.c.id == task_id).with_for_update()).first()
+            if row is None:
+                raise TaskNotFoundError(f"no task with id {task_id!r}")
+            state = self.hydrate(row, None)
+            conn.execute(delete(tasks).where(tasks.c.id == task_id))
+            running = row._mapping["running_job"]
+            if running is not None:
+                conn.execute(update(jobs).where(jobs.c.id == running).values(cancel_requested=True))
+                self.notify(conn, "quiv_cancel", running)
+            self.notify(conn, "quiv_wake")
+            return state.view(), running
+
+    def request_cancel(self, job_id: str) -> bool:
+        """Ask the process running ``job_id`` to set its stop event; False if it is not running."""
+        with self._tx("cancel a job") as conn:
+            result = conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING.value)
+                .values(cancel_requested=True)
+            )
+            if result.rowcount:
+                self.notify(conn, "quiv_cancel", job_id)
+            return bool(result.rowcount)
+
+    def cancel_requests(self, worker_id: str) -> list[str]:
+        """Running jobs of this worker that someone asked to cancel (the polling floor under NOTIFY)."""
+        with self._tx("read cancel requests") as conn:
+            return [
+                r[0]
+                for r in conn.execute(
+                    select(jobs.c.id).where(
+                        jobs.c.worker == worker_id,
+                        jobs.c.status == JobStatus.RUNNING.value,
+                        jobs.c.cancel_requested.is_(True),
+                    )
+                )
+            ]
+
+    # -------------------------------------------------------------- reads
+    def task_view(self, task_id: str, local: dict[str, _Local]) -> TaskView:
+        with self._tx("read a task") as conn:
+            row = conn.execute(select(tasks).where(tasks.c.id == task_id)).first()
+        if row is None:
+            raise TaskNotFoundError(f"no task with id {task_id!r}")
+        return self.hydrate(row, local.get(row._mapping["task_name"])).view()
+
+    def task_views(self, local: dict[str, _Local], include_run_once: bool) -> list[TaskView]:
+        statement = select(tasks).order_by(tasks.c.created_at, tasks.c.id)
+        if not include_run_once:
+            statement = statement.where(tasks.c.run_once.is_(False))
+        with self._tx("read the tasks") as conn:
+            rows = conn.execute(statement).all()
+        return [self.hydrate(row, local.get(row._mapping["task_name"])).view() for row in rows]
+
+    def task_counts(self) -> dict[str, int]:
+        with self._tx("count the tasks") as conn:
+            rows = conn.execute(select(tasks.c.status, func.count()).group_by(tasks.c.status)).all()
+        return {str(status): int(count) for status, count in rows}
+
+    def declared_names(self) -> set[str]:
+        """The task names some live process declares."""
+        with self._tx("read the live processes") as conn:
+            rows = conn.execute(select(workers.c.tasks)).all()
+        return {name for (names,) in rows for name in names.split("\n") if name}
+
+    def get_job(self, job_id: str) -> JobRow | None:
+        with self._tx("read a job") as conn:
+            row = conn.execute(select(*_JOB_COLUMNS).where(jobs.c.id == job_id)).first()
+        return None if row is None else JobRow(*row)
+
+    def list_jobs(self, query: JobQuery) -> list[JobRow]:
+        columns = jobs.c
+        if query.newest_first:
+            order = (columns.started_at.desc(), columns.id.desc())
+        else:
+            order = (columns.started_at.asc(), columns.id.asc())
+        statement = _where(select(*_JOB_COLUMNS), query).order_by(*order)
+        if query.limit is not None:
+            statement = statement.limit(min(query.limit, _MAX_INTEGER))
+        if query.offset:
+            statement = statement.offset(min(query.offset, _MAX_INTEGER))
+        with self._tx("read jobs") as conn:
+            return [JobRow(*row) for row in conn.execute(statement)]
+
+    def count_matching(self, query: JobQuery) -> int:
+        with self._tx("count jobs") as conn:
+            return int(conn.execute(_where(select(func.count()).select_from(jobs), query)).scalar_one())
+
+    def count_jobs(self) -> dict[str, int]:
+        with self._tx("count jobs") as conn:
+            rows = conn.execute(select(jobs.c.status, func.count()).group_by(jobs.c.status)).all()
+        return {str(status): int(count) for status, count in rows}
+
+    def purge_jobs(self, ended_before: float) -> float | None:
+        with self._tx("purge old jobs", self.beat_engine) as conn:
+            conn.execute(delete(jobs).where(jobs.c.ended_at < ended_before, jobs.c.status.in_(_TERMINAL)))
+        return None
+
+    def purge_older_than(self, retention: float) -> None:
+        """Delete finished jobs that ended more than ``retention`` s ago (database clock)."""
+        with self._tx("purge old jobs", self.beat_engine) as conn:
+            now = self.now(conn)
+            conn.execute(delete(jobs).where(jobs.c.ended_at < now - retention, jobs.c.status.in_(_TERMINAL)))
+
+    def write(self, tasks_: Sequence[Any], deleted: Any, jobs_: Sequence[Any]) -> None:
+        """The Store protocol's batch write: the durable modes write through, never in batches."""
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.engine.dispose()
+        if self.beat_engine is not self.engine:
+            self.beat_engine.dispose()
+        if self._lockfile is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lockfile, fcntl.LOCK_UN)
+                os.close(self._lockfile)
+            self._lockfile = None
+
+
+def _where(statement: Select[Any], query: JobQuery) -> Select[Any]:
+    if query.task_id is not None:
+        statement = statement.where(jobs.c.task_id == query.task_id)
+    if query.status is not None:
+        statement = statement.where(jobs.c.status == query.status)
+    return statement
+
+
+def _ended_copy(job: JobState) -> JobState:
+    """The job as if it ended at once (for the backstop: its slot is taken)."""
+    job.status = JobStatus.CANCELLED
+    job.cancel_reason = "its slot already had a job"
+    return job
+
+
+def _orphan_view(found: JobRow) -> TaskView:
+    from quiv._schedule.options import TaskSettings as _Settings
+
+    settings = _Settings.validate({"interval": 1.0}, task_name=found.task_name)
+    return TaskView(found.task_id, found.task_name, TaskStatus.ACTIVE, found.started_at, settings)
+
+
+def _password(url: str) -> str | None:
+    from sqlalchemy.engine import make_url
+
+    try:
+        password = make_url(url).password
+        return None if password is None else str(password)
+    except Exception:
+        return None
+
+
+def _pg_insert(table: Any) -> Any:
+    from sqlalchemy.dialects.postgresql import insert
+
+    return insert(table)
+
+
+def _sqlite_insert(table: Any) -> Any:
+    from sqlalchemy.dialects.sqlite import insert
+
+    return insert(table)
+
+
+def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
