@@ -15,6 +15,12 @@ from quiv.testing import ManualClock
 CLOCK_START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
 
+@pytest.fixture(autouse=True)
+def _default_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts without QUIV_DATABASE_URL, so the default mode is what the default tests see."""
+    monkeypatch.delenv("QUIV_DATABASE_URL", raising=False)
+
+
 @pytest.fixture
 def make_quiv() -> Iterator[Callable[..., Quiv]]:
     """Build schedulers with ``make_quiv(...)`` (same arguments as ``Quiv``); all are shut down after."""

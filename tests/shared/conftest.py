@@ -1,0 +1,73 @@
+"""Fixtures for the durable and shared modes: a fresh PostgreSQL database per test, a SQLite file.
+
+Tests that need PostgreSQL read its URL from ``QUIV_TEST_DATABASE_URL`` (for
+example ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``): each test
+gets its own database, created from that server and dropped afterwards.
+Without the variable they skip, saying how to enable them.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ENV = "QUIV_TEST_DATABASE_URL"
+SKIP_REASON = (
+    f"PostgreSQL tests need {ENV}, e.g. {ENV}=postgresql+psycopg://postgres@127.0.0.1:5432/postgres "
+    "(any database the user may CREATE DATABASE from); .ci/run sets it"
+)
+
+
+def server_url() -> str:
+    url = os.environ.get(ENV, "").strip()
+    if not url:
+        pytest.skip(SKIP_REASON)
+    return url
+
+
+def _conninfo(url: str, database: str | None = None) -> str:
+    """A psycopg connection string for ``url`` (a SQLAlchemy URL), optionally for another database."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url).set(drivername="postgresql")
+    if database is not None:
+        parsed = parsed.set(database=database)
+    return parsed.render_as_string(hide_password=False)
+
+
+def admin_execute(sql: str) -> None:
+    """Run one statement outside a transaction on the server's maintenance database."""
+    import psycopg
+
+    with psycopg.connect(_conninfo(server_url()), autocommit=True) as conn:
+        conn.execute(sql)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """The SQLAlchemy URL of a new, empty database, dropped (with its connections) after the test."""
+    from sqlalchemy.engine import make_url
+
+    base = server_url()
+    name = f"quiv_test_{uuid.uuid4().hex[:12]}"
+    admin_execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+    finally:
+        admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_conninfo(pg_url: str) -> str:
+    """The same database as ``pg_url``, as a psycopg connection string (for audit tables and checks)."""
+    return _conninfo(pg_url)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A durable SQLite file in the test's own directory (not created yet)."""
+    return f"sqlite:///{tmp_path / 'quiv.db'}"
