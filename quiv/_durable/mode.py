@@ -144,9 +144,9 @@ class DurableMode:
         view = self.coordinator.transition(task_id, "pause a task", lambda state, _now: state.pause())
         self.listeners.emit_task(Event.TASK_PAUSED, view)
 
-    def resume(self, task_id: str, delay: float) -> None:
+    def resume(self, task_id: str, after: float) -> None:
         view = self.coordinator.transition(
-            task_id, "resume a task", lambda state, now: state.resume(now + delay)
+            task_id, "resume a task", lambda state, now: state.resume(now + after)
         )
         self.listeners.emit_task(Event.TASK_RESUMED, view)
 

@@ -29,7 +29,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any, NamedTuple
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     Connection,
@@ -56,9 +55,7 @@ from quiv._durable.schema import jobs, tasks, workers
 from quiv._durable.url import DatabaseTarget
 from quiv._enums import JobStatus, TaskStatus
 from quiv._exceptions import ConfigurationError, DatabaseError, TaskNotFoundError
-from quiv._schedule.cron import CronSchedule
 from quiv._schedule.options import COLUMNS, TaskSettings
-from quiv._schedule.policies import Misfire
 from quiv._schedule.triggers import TOLERANCE, schedule_points
 from quiv._store.base import JobQuery, JobRow
 
@@ -163,8 +160,6 @@ class DurableStore:
             )
         else:
             self._insert = _sqlite_insert
-            assert target.path is not None
-            self._lock_file(target.path)
             self.engine = create_engine(
                 target.url,
                 connect_args={"check_same_thread": False, "timeout": 30},
@@ -237,7 +232,13 @@ class DurableStore:
 
     # ------------------------------------------------------------- set-up
     def prepare(self) -> None:
-        """Connect, then create or upgrade the tables (once, whoever else starts now)."""
+        """Connect, then create or upgrade the tables (once, whoever else starts now).
+
+        A SQLite file is locked first: a second process gets a ``ConfigurationError`` here.
+        """
+        if not self.postgres and self._lockfile is None:
+            assert self.target.path is not None
+            self._lock_file(self.target.path)
         try:
             with self._tx("create its tables") as conn:
                 schema.prepare(conn, postgres=self.postgres)
@@ -289,26 +290,10 @@ class DurableStore:
         cached = local.seen.get("settings") if local is not None else None
         if cached is not None and cached.columns() == values:
             return cached  # type: ignore[no-any-return]
-        stored = dict(zip(_OPTION_NAMES, values, strict=True))
-        cron_expr, cron_tz = stored["cron"], stored["cron_timezone"]
-        tz = ZoneInfo(cron_tz) if cron_tz else None
-        settings = TaskSettings(
-            interval=stored["interval_seconds"],
-            delay=0.0,
-            run_once=bool(stored["run_once"]),
-            fixed_interval=bool(stored["fixed_interval"]),
-            args=bytes(stored["args"]),
-            kwargs=bytes(stored["kwargs"]),
+        settings = TaskSettings.from_columns(
+            dict(zip(_OPTION_NAMES, values, strict=True)),
             progress_callback=None if local is None else local.state.settings.progress_callback,
-            cron=None if cron_expr is None else CronSchedule(cron_expr, tz or self._tz),
-            cron_timezone=tz,
-            run_at=None,
-            max_retries=int(stored["max_retries"]),
-            retry_backoff=float(stored["retry_backoff"]),
-            timeout=stored["timeout"],
-            jitter=float(stored["jitter"]),
-            misfire=Misfire(stored["misfire"]),
-            misfire_grace=stored["misfire_grace"],
+            default_timezone=self._tz,
         )
         if local is not None:
             local.seen["settings"] = settings
