@@ -26,6 +26,7 @@ __all__ = [
     "LogRecords",
     "eventually",
     "fast_config",
+    "offset",
     "private_logger",
     "sql",
 ]
@@ -48,6 +49,12 @@ def fast_config(url: str, **overrides: Any) -> QuivConfig:
     }
     values.update(overrides)
     return QuivConfig(**values)
+
+
+def offset(job: Job, start: float) -> float:
+    """Seconds from ``start`` (a timestamp) to the slot ``job`` was for, rounded to the millisecond."""
+    assert job.scheduled_for is not None, job
+    return round(job.scheduled_for.timestamp() - start, 3)
 
 
 def eventually(predicate: Callable[[], bool], timeout: float = DEADLINE, step: float = 0.02) -> bool:
@@ -105,6 +112,12 @@ class Events:
         found = self.of(event)
         assert len(found) >= n, f"{event.name} fired {len(found)} time(s), expected {n}: {self.seen}"
         return found[:n]
+
+    def wait_jobs(self, event: Event, n: int, timeout: float = DEADLINE) -> list[Job]:
+        """The jobs of the first ``n`` occurrences of a ``JOB_*`` event; fails the test if fewer come."""
+        jobs = [job for _task, job in self.wait_count(event, n, timeout)]
+        assert all(job is not None for job in jobs)
+        return [job for job in jobs if job is not None]
 
     def wait_job(self, event: Event, job_id: str, timeout: float = DEADLINE) -> Job:
         """The ``event`` of job ``job_id``; fails the test if it does not come in time."""
