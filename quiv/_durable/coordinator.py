@@ -147,6 +147,8 @@ class Coordinator:
         self.store.register_worker(self.worker_id, list(self.local))
         with self.lock:
             self.phase = RUNNING
+        # A clock that jumps (quiv.testing.ManualClock) wakes the claimer: due times may have passed.
+        self.clock.subscribe(self._wake.set)
         self._spawn("quiv-claimer", self._claim_loop)
         self._spawn("quiv-heartbeat", self._beat_loop)
         if self.notify:
@@ -429,6 +431,7 @@ class Coordinator:
             jobs = [j for j in self.live.values() if j.request_stop("cancelled: the scheduler shut down")]
         self._stop.set()
         self._wake.set()
+        self.clock.unsubscribe(self._wake.set)
         for job in jobs:
             job.stop.set()
         deadline = time.monotonic() + timeout
