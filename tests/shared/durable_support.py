@@ -9,6 +9,7 @@ something happen.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -28,7 +29,9 @@ __all__ = [
     "fast_config",
     "offset",
     "private_logger",
+    "shutdown_together",
     "sql",
+    "workers",
 ]
 
 #: How long a wait for something that must happen may take before the test fails.
@@ -49,6 +52,41 @@ def fast_config(url: str, **overrides: Any) -> QuivConfig:
     }
     values.update(overrides)
     return QuivConfig(**values)
+
+
+#: Schedulers built by :func:`workers` and not yet shut down by :func:`shutdown_together`.
+_built: list[Quiv] = []
+
+
+def workers(
+    make_quiv: Callable[..., Quiv], url: str, n: int, **overrides: Any
+) -> list[tuple[Quiv, LogRecords]]:
+    """``n`` schedulers on one database, each with a logger of its own (and its records).
+
+    ``make_quiv`` shuts them down after the test in any case; :func:`shutdown_together` does it sooner.
+    """
+    built = []
+    for _ in range(n):
+        logger = private_logger()
+        records = LogRecords(logger)
+        scheduler = make_quiv(config=fast_config(url, **overrides), logger=logger)
+        _built.append(scheduler)
+        built.append((scheduler, records))
+    return built
+
+
+def shutdown_together() -> None:
+    """Shut down every scheduler :func:`workers` built, all at once.
+
+    Stopping a PostgreSQL scheduler waits for its LISTEN thread (up to a second):
+    doing it in parallel keeps a test with several instances quick.
+    """
+    schedulers, _built[:] = list(_built), []
+    threads = [threading.Thread(target=q.shutdown, kwargs={"timeout": 5}) for q in schedulers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(DEADLINE)
 
 
 def offset(job: Job, start: float) -> float:
@@ -82,40 +120,54 @@ def private_logger(prefix: str = "quiv.test") -> logging.Logger:
 
 
 class Events:
-    """Everything one scheduler's listeners receive, in order, with waits on it."""
+    """Everything the listeners of one or more schedulers receive, in order, with waits on it.
 
-    def __init__(self, scheduler: Quiv, events: Sequence[Event] = tuple(Event)) -> None:
+    Each record notes which scheduler (its index in the constructor's arguments) heard it.
+    """
+
+    def __init__(self, *schedulers: Quiv, events: Sequence[Event] = tuple(Event)) -> None:
         self._cond = threading.Condition()
-        self.seen: list[tuple[Event, Task, Job | None]] = []
-        for event in events:
-            scheduler.add_listener(event, self._record)
+        self.seen: list[tuple[int, Event, Task, Job | None]] = []
+        for index, scheduler in enumerate(schedulers):
+            for event in events:
+                scheduler.add_listener(event, functools.partial(self._record, index))
 
-    def _record(self, event: Event, task: Task, job: Job | None = None) -> None:
+    def _record(self, source: int, event: Event, task: Task, job: Job | None = None) -> None:
         with self._cond:
-            self.seen.append((event, task, job))
+            self.seen.append((source, event, task, job))
             self._cond.notify_all()
 
-    def of(self, event: Event) -> list[tuple[Task, Job | None]]:
+    def of(self, event: Event, source: int | None = None) -> list[tuple[Task, Job | None]]:
+        """The (task, job) of each ``event`` so far, heard by ``source`` (default: by any)."""
         with self._cond:
-            return [(task, job) for e, task, job in self.seen if e is event]
+            return [(t, j) for i, e, t, j in self.seen if e is event and source in (None, i)]
 
-    def jobs(self, event: Event) -> list[Job]:
-        return [job for _task, job in self.of(event) if job is not None]
+    def jobs(self, event: Event, source: int | None = None) -> list[Job]:
+        return [job for _task, job in self.of(event, source) if job is not None]
 
-    def count(self, event: Event) -> int:
-        return len(self.of(event))
+    def sources(self, event: Event, job_id: str) -> list[int]:
+        """Which schedulers heard ``event`` for job ``job_id`` (once each time they heard it)."""
+        with self._cond:
+            return [i for i, e, _t, j in self.seen if e is event and j is not None and j.id == job_id]
 
-    def wait_count(self, event: Event, n: int, timeout: float = DEADLINE) -> list[tuple[Task, Job | None]]:
+    def count(self, event: Event, source: int | None = None) -> int:
+        return len(self.of(event, source))
+
+    def wait_count(
+        self, event: Event, n: int, timeout: float = DEADLINE, source: int | None = None
+    ) -> list[tuple[Task, Job | None]]:
         """The first ``n`` occurrences of ``event``; fails the test if fewer come in time."""
         with self._cond:
-            self._cond.wait_for(lambda: sum(1 for e, _t, _j in self.seen if e is event) >= n, timeout)
-        found = self.of(event)
+            self._cond.wait_for(lambda: len(self.of(event, source)) >= n, timeout)
+        found = self.of(event, source)
         assert len(found) >= n, f"{event.name} fired {len(found)} time(s), expected {n}: {self.seen}"
         return found[:n]
 
-    def wait_jobs(self, event: Event, n: int, timeout: float = DEADLINE) -> list[Job]:
+    def wait_jobs(
+        self, event: Event, n: int, timeout: float = DEADLINE, source: int | None = None
+    ) -> list[Job]:
         """The jobs of the first ``n`` occurrences of a ``JOB_*`` event; fails the test if fewer come."""
-        jobs = [job for _task, job in self.wait_count(event, n, timeout)]
+        jobs = [job for _task, job in self.wait_count(event, n, timeout, source)]
         assert all(job is not None for job in jobs)
         return [job for job in jobs if job is not None]
 
