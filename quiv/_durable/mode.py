@@ -131,6 +131,10 @@ class DurableMode:
             self.coordinator.cancel_local(running, "cancelled: its task was removed")
         with self.coordinator.lock:
             waiters = self.coordinator.waiters.take("task", task_id)
+            # The name is free again here: a later add_task of it creates a new task.
+            local = self.coordinator.local.get(view.name)
+            if local is not None and local.state.id == task_id:
+                del self.coordinator.local[view.name]
         release_all(
             waiters,
             None,
