@@ -260,8 +260,9 @@ class DurableMode:
 
         coordinator = self.coordinator
         with coordinator.lock:
-            oldest = min(coordinator.live.values(), key=lambda job: job.started, default=None)
             busy = coordinator.busy
+        # The oldest running job of any process, like running_jobs (counted from the shared table).
+        oldest = next(iter(self.store.list_jobs(JobQuery(status=JobStatus.RUNNING.value, limit=1))), None)
         tasks_by_status = dict.fromkeys((s.value for s in TaskStatus), 0)
         tasks_by_status.update(self.store.task_counts())
         jobs_by_status = dict.fromkeys((s.value for s in JobStatus), 0)
@@ -274,7 +275,7 @@ class DurableMode:
             pool_size=pool_size,
             free_workers=max(0, pool_size - busy),
             oldest_running_job_id=None if oldest is None else oldest.id,
-            oldest_running_job_started_at=None if oldest is None else utc(oldest.started),
+            oldest_running_job_started_at=None if oldest is None else utc(oldest.started_at),
             completed_in_window=jobs_by_status[JobStatus.COMPLETED.value],
             failed_in_window=jobs_by_status[JobStatus.FAILED.value],
             retention_seconds=retention,
