@@ -177,16 +177,17 @@ class DurableMode:
         return self.coordinator.cancel(job_id)
 
     def get_job(self, job_id: str) -> Job:
-        coordinator = self.coordinator
-        with coordinator.lock:
-            job = coordinator.live.get(job_id)
-            row = job.row() if job is not None else None
-        if row is not None:
-            return job_model(row)
+        # The row is the truth, even for a job running here: another process may have ended it
+        # (abandoned, when this one was presumed dead) while its handler still runs.
         stored = self.store.get_job(job_id)
-        if stored is None:
+        if stored is not None:
+            return job_model(tuple(stored))
+        with self.coordinator.lock:
+            job = self.coordinator.live.get(job_id)
+            row = job.row() if job is not None else None
+        if row is None:
             raise JobNotFoundError(f"no job with id {job_id!r}")
-        return job_model(tuple(stored))
+        return job_model(row)
 
     def wait_for_job(self, job_id: str, timeout: float | None) -> Job:
         """A job running here wakes its waiter when it ends; one running elsewhere is polled."""
