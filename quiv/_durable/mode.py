@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import tzinfo
 from typing import TYPE_CHECKING, Any
 
@@ -277,6 +278,13 @@ class DurableMode:
             last_wake_at=None if last_wake is None else utc(last_wake),
             last_job_started_at=None if last_start is None else utc(last_start),
         )
+
+    # -------------------------------------------------------------- relay
+    def subscribe(self, sink: Callable[[dict[str, Any]], None]) -> None:
+        self.coordinator.subscribe(sink)
+
+    def unsubscribe(self, sink: Callable[[dict[str, Any]], None]) -> None:
+        self.coordinator.unsubscribe(sink)
 
     # ----------------------------------------------------------- lifecycle
     @property

@@ -251,7 +251,24 @@ class DurableStore:
                 ) from None
             raise
 
-    def register_worker(self, worker_id: str, names: Sequence[str]) -> None:
+    def notify_many(self, channel: str, payloads: Sequence[str]) -> None:
+        """Send ``payloads`` on ``channel``, in order, in one transaction."""
+        with self._tx("relay events") as conn:
+            conn.execute(
+                text("SELECT pg_notify(:channel, payload) FROM unnest(CAST(:payloads AS text[])) AS payload"),
+                {"channel": channel, "payloads": list(payloads)},
+            )
+
+    def set_wants_events(self, worker_id: str, wanted: bool) -> None:
+        with self._tx("record this process's interest in events") as conn:
+            conn.execute(update(workers).where(workers.c.id == worker_id).values(wants_events=wanted))
+
+    def events_wanted(self) -> bool:
+        """True if some live process serves a live stream (so events should be relayed)."""
+        with self._tx("read the live processes", self.beat_engine) as conn:
+            return bool(conn.execute(select(func.count()).where(workers.c.wants_events.is_(True))).scalar())
+
+    def register_worker(self, worker_id: str, names: Sequence[str], *, wants_events: bool = False) -> None:
         with self._tx("register this process") as conn:
             now = self.now(conn)
             conn.execute(
@@ -262,6 +279,7 @@ class DurableStore:
                     host=os.uname().nodename,
                     pid=os.getpid(),
                     tasks="\n".join(sorted(names)),
+                    wants_events=wants_events,
                 )
             )
 
