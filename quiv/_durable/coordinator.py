@@ -39,7 +39,7 @@ from quiv._core.waiters import WaiterRegistry, release_all
 from quiv._core.watchdog import Watchdog
 from quiv._delivery.events import Listeners
 from quiv._durable.relay import CHANNEL, Relay, Sink
-from quiv._durable.store import DurableStore, _Local, definition_hash
+from quiv._durable.store import DurableStore, PresumedDead, _Local, definition_hash
 from quiv._enums import Event, JobStatus
 from quiv._exceptions import ConfigurationError, DatabaseError, SchedulerStoppedError
 from quiv._store.base import JobRow
@@ -108,6 +108,7 @@ class Coordinator:
         self._watchdog: Watchdog[JobState] = Watchdog(clock, self._expire)
         self._outage_since: float | None = None
         self._outage_lock = threading.Lock()
+        self._reincarnating = threading.Lock()
         self.relay = Relay(store, lambda: self.worker_id, listeners, logger) if self.notify else None
 
     # ------------------------------------------------------------ set-up
@@ -199,6 +200,13 @@ class Coordinator:
                 self._failed(exc)
                 self._wake.wait(backoff)
                 backoff = min(RETRY_MAX_SECONDS, backoff * 2)
+                continue
+            except PresumedDead:
+                try:
+                    self._reincarnate()
+                except DatabaseError as exc:
+                    self._failed(exc)
+                    self._wake.wait(backoff)
                 continue
             except Exception:  # a bug in quiv: log it and keep claiming
                 self.logger.exception("quiv's claim loop failed; it carries on")
@@ -362,8 +370,19 @@ class Coordinator:
             except Exception:
                 self.logger.exception("quiv's heartbeat failed; it carries on")
 
+    def forget(self, name: str) -> None:
+        """The task of this name was removed: it may be added again here."""
+        with self.lock:
+            self.local.pop(name, None)
+
     def _reincarnate(self) -> None:
+        with self._reincarnating:
+            self._reincarnate_once()
+
+    def _reincarnate_once(self) -> None:
         old = self.worker_id
+        if not self.store.worker_gone(old):
+            return  # the other thread did it already
         self.worker_id = str(uuid.uuid4())
         self.logger.warning(
             "this process (worker %s) was presumed dead by the others (no heartbeat for %g s): the jobs "

@@ -128,6 +128,7 @@ class DurableMode:
 
     def remove(self, task_id: str) -> None:
         view, running = self.store.remove(task_id)
+        self.coordinator.forget(view.name)
         if running is not None:
             self.coordinator.cancel_local(running, "cancelled: its task was removed")
         with self.coordinator.lock:
