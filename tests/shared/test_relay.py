@@ -166,3 +166,41 @@ def test_job_events_fire_only_in_the_process_that_ran_the_job(pair: tuple[Quiv, 
     other = "second" if ran_here == "first" else "first"
     assert heard[ran_here] == [job.worker]
     assert heard[other] == []
+
+
+def test_a_dashboard_stream_shows_the_jobs_another_process_ran(pair: tuple[Quiv, Quiv]) -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from quiv.fastapi import quiv_router
+
+    watcher, runner = pair
+    go = threading.Event()
+
+    def reporting(_progress_hook: ProgressHook) -> None:
+        go.wait(DEADLINE)
+        _progress_hook(done=1)
+
+    task_id = runner.add_task("reporting", reporting, interval=3600, delay=3600)
+    watcher.start()
+    runner.start()
+    app = FastAPI()
+    app.include_router(quiv_router(watcher))
+    relay = runner._durable.coordinator.relay if runner._durable is not None else None
+    assert relay is not None
+    with TestClient(app) as client, client.websocket_connect("/ws") as ws:
+        assert ws.receive_json()["event"] == "hello"
+        deadline = time.monotonic() + DEADLINE
+        while not relay.sending:
+            assert time.monotonic() < deadline, "the runner never started relaying"
+            time.sleep(0.05)
+        runner.run_task_immediately(task_id)
+        go.set()
+        messages: list[dict[str, Any]] = []
+        while not messages or messages[-1]["event"] != "job_completed":
+            messages.append(ws.receive_json())
+    events = [m["event"] for m in messages]
+    assert events == ["job_started", "progress", "job_completed"]
+    assert messages[1]["payload"] == {"done": 1}
+    assert messages[2]["worker"] == runner.worker_id
+    assert messages[2]["task_id"] == task_id
