@@ -31,7 +31,6 @@ __all__ = [
     "private_logger",
     "shutdown_together",
     "sql",
-    "sql_transaction",
     "workers",
 ]
 
@@ -113,15 +112,6 @@ def sql(conninfo: str, statement: str, params: Sequence[Any] | dict[str, Any] | 
     with psycopg.connect(conninfo, autocommit=True) as conn:
         cursor = conn.execute(statement, params)
         return list(cursor.fetchall()) if cursor.description is not None else []
-
-
-def sql_transaction(conninfo: str, *steps: tuple[str, Sequence[Any] | dict[str, Any] | None]) -> None:
-    """Run several statements in one transaction: other connections see all of them or none."""
-    import psycopg
-
-    with psycopg.connect(conninfo) as conn, conn.transaction():
-        for statement, params in steps:
-            conn.execute(statement, params)
 
 
 def private_logger(prefix: str = "quiv.test") -> logging.Logger:

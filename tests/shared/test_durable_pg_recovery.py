@@ -12,8 +12,10 @@ import threading
 from collections.abc import Callable, Iterator
 
 import pytest
+from sqlalchemy import create_engine, insert, select, text, update
 
 from quiv import Event, JobStatus, Quiv
+from quiv._durable import schema
 from quiv._schedule.options import MisfirePolicy
 
 from .durable_support import (
@@ -23,7 +25,6 @@ from .durable_support import (
     offset,
     shutdown_together,
     sql,
-    sql_transaction,
     workers,
 )
 
@@ -43,29 +44,48 @@ def noop() -> None:
     """A handler that does nothing."""
 
 
-def stage_dead_worker(conninfo: str, task_id: str) -> float:
-    """A worker silent for an hour, running the task's current slot; returns that slot."""
-    ((slot,),) = sql(conninfo, "SELECT nominal FROM quiv_tasks WHERE id = %s", (task_id,))
-    sql_transaction(
-        conninfo,
-        (
-            "INSERT INTO quiv_workers (id, started_at, heartbeat_at, host, pid, tasks) VALUES "
-            "(%s, extract(epoch FROM now()) - 3600, extract(epoch FROM now()) - 3600, 'gone', 1, 'work')",
-            (DEAD_WORKER,),
-        ),
-        (
-            "INSERT INTO quiv_jobs (id, task_id, task_name, status, started_at, attempt, scheduled_for, "
-            "worker, cancel_requested) SELECT %s, id, task_name, 'running', extract(epoch FROM now()) - 60, "
-            "1, nominal, %s, false FROM quiv_tasks WHERE id = %s",
-            (DEAD_JOB, DEAD_WORKER, task_id),
-        ),
-        (
-            "UPDATE quiv_tasks SET running_job = %s, status = 'running', cycle_due = nominal, "
-            "started_once = true WHERE id = %s",
-            (DEAD_JOB, task_id),
-        ),
-    )
-    return float(slot)
+def stage_dead_worker(url: str, task_id: str) -> float:
+    """A worker silent for an hour, running the task's current slot; returns that slot.
+
+    Written with quiv's own table definitions, so columns added later get their defaults.
+    """
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            now = float(conn.execute(text("SELECT extract(epoch FROM now())")).scalar_one())
+            slot = float(
+                conn.execute(select(schema.tasks.c.nominal).where(schema.tasks.c.id == task_id)).scalar_one()
+            )
+            conn.execute(
+                insert(schema.workers).values(
+                    id=DEAD_WORKER,
+                    started_at=now - 3600,
+                    heartbeat_at=now - 3600,
+                    host="gone",
+                    pid=1,
+                    tasks="work",
+                )
+            )
+            conn.execute(
+                insert(schema.jobs).values(
+                    id=DEAD_JOB,
+                    task_id=task_id,
+                    task_name="work",
+                    status="running",
+                    started_at=now - 60,
+                    attempt=1,
+                    scheduled_for=slot,
+                    worker=DEAD_WORKER,
+                )
+            )
+            conn.execute(
+                update(schema.tasks)
+                .where(schema.tasks.c.id == task_id)
+                .values(running_job=DEAD_JOB, status="running", cycle_due=slot, started_once=True)
+            )
+    finally:
+        engine.dispose()
+    return slot
 
 
 def test_a_dead_workers_job_is_abandoned_once_and_retried(
@@ -78,7 +98,7 @@ def test_a_dead_workers_job_is_abandoned_once_and_retried(
     b.add_task("work", noop, interval=3600, delay=3600, max_retries=1, retry_backoff=0)
     a.start()
     b.start()
-    stage_dead_worker(pg_conninfo, task_id)
+    stage_dead_worker(pg_url, task_id)
 
     (failed,) = events.wait_jobs(Event.JOB_FAILED, 1)
     assert failed.id == DEAD_JOB
@@ -158,13 +178,22 @@ def test_a_slot_that_already_has_a_job_is_not_run_again(
     ran: list[str] = []
     task_id = a.add_task("tick", lambda _job_id: ran.append(_job_id), interval=0.5, delay=0.5)
     ((slot,),) = sql(pg_conninfo, "SELECT next_run_at FROM quiv_tasks WHERE id = %s", (task_id,))
-    sql(
-        pg_conninfo,
-        "INSERT INTO quiv_jobs (id, task_id, task_name, status, started_at, ended_at, duration_seconds, "
-        "attempt, scheduled_for, worker, cancel_requested) SELECT 'planted', id, task_name, 'completed', "
-        "next_run_at, next_run_at, 0, 1, next_run_at, NULL, false FROM quiv_tasks WHERE id = %s",
-        (task_id,),
-    )
+    engine = create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(schema.jobs).values(
+                id="planted",
+                task_id=task_id,
+                task_name="tick",
+                status="completed",
+                started_at=slot,
+                ended_at=slot,
+                duration_seconds=0.0,
+                attempt=1,
+                scheduled_for=slot,
+            )
+        )
+    engine.dispose()
     a.start()
 
     error = log.wait_for("already has a job", level=40)
