@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from quiv import Event, Job, JobStatus, Quiv, TaskNotFoundError, TaskStatus
+from quiv import Event, HandlerRegistrationError, Job, JobStatus, Quiv, TaskNotFoundError, TaskStatus
 
 from .durable_support import DEADLINE, Events, Gate, eventually, shutdown_together, sql, workers
 
@@ -246,3 +246,41 @@ def test_each_instance_has_its_own_worker_id(
     assert a.worker_id != b.worker_id
     rows = sql(pg_conninfo, "SELECT id FROM quiv_workers ORDER BY id")
     assert sorted([a.worker_id, b.worker_id]) == [r[0] for r in rows]
+
+
+def test_wait_for_task_ends_when_another_instance_removes_the_task(
+    pg_url: str, make_quiv: Callable[..., Quiv]
+) -> None:
+    """A waits on a task B then removes: A's wait raises ``TaskNotFoundError`` instead of timing out."""
+    a, b, _events = _pair(make_quiv, pg_url)
+    task_id = b.add_task("work", noop, interval=3600, delay=3600)
+    _start(a, b)
+    outcome: list[BaseException] = []
+    waiting = threading.Event()
+
+    def wait() -> None:
+        waiting.set()
+        try:
+            a.wait_for_task(task_id, timeout=DEADLINE)
+        except BaseException as exc:  # examined below
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    assert waiting.wait(DEADLINE)
+    b.remove_task(task_id)
+    waiter.join(DEADLINE / 2)
+    assert not waiter.is_alive(), "wait_for_task still waits on a removed task"
+    assert [type(e) for e in outcome] == [TaskNotFoundError]
+
+
+def test_update_task_checks_new_arguments_against_a_handler_declared_here(
+    pg_url: str, make_quiv: Callable[..., Quiv]
+) -> None:
+    """Arguments the handler cannot take are refused before they are stored, as without a database."""
+    ((a, _),) = workers(make_quiv, pg_url, 1)
+    task_id = a.add_task("work", noop, interval=3600, delay=3600)
+    a.start()
+    with pytest.raises(HandlerRegistrationError):
+        a.update_task(task_id, args=(1, 2, 3))
+    assert a.get_task(task_id).args == ()
