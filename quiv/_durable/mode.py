@@ -19,6 +19,7 @@ from quiv._core.clock import Clock
 from quiv._core.runner import JobRunner
 from quiv._core.task import Plan, TaskState, job_model, utc
 from quiv._core.waiters import SyncWaiter, release_all
+from quiv._declare.checks import check_task_handler
 from quiv._delivery.events import Listeners
 from quiv._durable.coordinator import RUNNING, Coordinator
 from quiv._durable.store import DurableStore
@@ -117,6 +118,14 @@ class DurableMode:
             settings = state.settings.merge(
                 changes, task_name=state.name, default_timezone=self.timezone, keep_run_at=state.next_run
             )
+            local = self.coordinator.local.get(state.name)
+            if (
+                ("args" in changes or "kwargs" in changes)
+                and local is not None
+                and local.state.id == state.id
+            ):
+                # Declared here: check the new arguments against the handler, as the default mode does.
+                check_task_handler(local.state.func, *settings.arguments())
             return state.update(settings, now, reschedule=bool(rescheduling & set(changes)))
 
         view = self.coordinator.transition(task_id, "update a task", step)
@@ -219,6 +228,13 @@ class DurableMode:
             for j in self.store.list_jobs(JobQuery(task_id=task_id, newest_first=True, limit=50))
             if j.status != JobStatus.RUNNING.value
         }
+
+        def ended() -> Job | None:
+            for row in self.store.list_jobs(JobQuery(task_id=task_id, newest_first=True, limit=50)):
+                if row.id not in seen and row.status not in _NOT_ENDED:
+                    return job_model(tuple(row))
+            return None
+
         try:
             while True:
                 if waiter.wait(REMOTE_WAIT_POLL_SECONDS):
@@ -226,9 +242,19 @@ class DurableMode:
                         raise waiter.error
                     assert waiter.job is not None
                     return waiter.job
-                for row in self.store.list_jobs(JobQuery(task_id=task_id, newest_first=True, limit=50)):
-                    if row.id not in seen and row.status not in _NOT_ENDED:
-                        return job_model(tuple(row))
+                job = ended()
+                if job is not None:
+                    return job
+                try:
+                    self.get_task(task_id)
+                except TaskNotFoundError:
+                    # Removed, maybe by another process; a job that ended just before still counts.
+                    job = ended()
+                    if job is not None:
+                        return job
+                    raise TaskNotFoundError(
+                        f"task {task_id!r} was removed before a job of it ended"
+                    ) from None
                 if deadline is not None and time.monotonic() >= deadline:
                     raise TimeoutError(f"no job of task {task_id!r} ended within {timeout} s")
         finally:
