@@ -27,7 +27,7 @@ from quiv import ConfigurationError, Event, JobStatus, Quiv, QuivConfig, TaskSta
 from quiv._schedule.options import MisfirePolicy
 from quiv.testing import ManualClock
 
-from .durable_support import DEADLINE, Events, LogRecords, offset, private_logger
+from .durable_support import DEADLINE, Events, Gate, LogRecords, offset, private_logger
 
 ROOT = Path(quiv.__file__).resolve().parents[1]
 
@@ -295,3 +295,35 @@ def test_advancing_a_manual_clock_wakes_the_scheduler(
     assert time.monotonic() - began < 5
     (job,) = events.wait_jobs(Event.JOB_COMPLETED, 1)
     assert job.scheduled_for == manual_clock.now() - timedelta(seconds=1)
+
+
+def test_a_jumping_clock_never_makes_the_only_process_abandon_its_own_job(
+    sqlite_url: str, manual_clock: ManualClock, make_quiv: Callable[..., Quiv]
+) -> None:
+    """One process owns the file, so it can never be presumed dead, however far the clock jumps.
+
+    The clock is moved forward by more than ``dead_after_seconds`` again and again for a second while a
+    job runs (heartbeats every 0.05 s, so many of them see a jump): the job must still complete.
+    """
+    logger = private_logger()
+    records = LogRecords(logger)
+    config = QuivConfig(
+        database_url=sqlite_url, heartbeat_seconds=0.05, dead_after_seconds=0.1, poll_seconds=0.5
+    )
+    scheduler = make_quiv(config=config, clock=manual_clock, logger=logger)
+    events = Events(scheduler)
+    gate = Gate()
+    task_id = scheduler.add_task("long", gate, interval=10**8, delay=10**8)
+    scheduler.start()
+    scheduler.run_task_immediately(task_id)
+    job_id = gate.next_start()
+    until = time.monotonic() + 1.0
+    while time.monotonic() < until:
+        manual_clock.advance(1)
+        time.sleep(0.0005)  # paces the jumps; nothing is awaited here
+    gate.release.set()
+    done = events.wait_job(Event.JOB_COMPLETED, job_id)
+    assert done.status is JobStatus.COMPLETED
+    assert events.count(Event.JOB_FAILED) == 0
+    assert scheduler.get_job(job_id).status is JobStatus.COMPLETED
+    assert not [m for m in records.messages() if "presumed" in m]
