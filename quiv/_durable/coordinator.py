@@ -349,7 +349,9 @@ class Coordinator:
             try:
                 if not self.store.heartbeat(self.worker_id):
                     self._reincarnate()
-                abandoned, dead = self.store.sweep(self.dead_after)
+                # A SQLite file serves one process (its lock says so): it was swept at start, and a
+                # sweep now could only find this process itself, "silent" if the clock jumped forward.
+                abandoned, dead = self.store.sweep(self.dead_after) if self.store.postgres else ([], [])
                 if dead:
                     self.logger.warning(
                         "quiv presumed %d silent process(es) dead: %s", len(dead), ", ".join(dead)
