@@ -284,3 +284,38 @@ def test_update_task_checks_new_arguments_against_a_handler_declared_here(
     with pytest.raises(HandlerRegistrationError):
         a.update_task(task_id, args=(1, 2, 3))
     assert a.get_task(task_id).args == ()
+
+
+def test_run_requests_made_while_the_job_runs_elsewhere_collapse_into_one(
+    pg_url: str, make_quiv: Callable[..., Quiv]
+) -> None:
+    """Three "run now" calls from two instances while B runs the task: exactly one more run follows."""
+    a, b, events = _pair(make_quiv, pg_url)
+    gate = Gate()
+    task_id = b.add_task("work", gate, interval=3600, delay=3600)
+    _start(a, b)
+    a.run_task_immediately(task_id)
+    first = gate.next_start()
+    a.run_task_immediately(task_id)
+    b.run_task_immediately(task_id)
+    a.run_task_immediately(task_id)
+    gate.release.set()
+    second = gate.next_start()
+    assert second != first
+    events.wait_job(Event.JOB_COMPLETED, second)
+    assert not eventually(lambda: gate.calls > 2, timeout=0.8)
+    assert a.count_jobs(task_id=task_id) == 2
+
+
+def test_a_timeout_stops_the_job_where_it_runs(pg_url: str, make_quiv: Callable[..., Quiv]) -> None:
+    """``timeout=`` sets the stop event of a job in the instance running it; the job ends cancelled."""
+    a, b, events = _pair(make_quiv, pg_url)
+    gate = Gate()
+    task_id = b.add_task("work", gate, interval=3600, delay=3600, timeout=0.3)
+    _start(a, b)
+    a.run_task_immediately(task_id)
+    job_id = gate.next_start()
+    cancelled = events.wait_job(Event.JOB_CANCELLED, job_id)
+    assert "timed out" in (cancelled.error_message or "")
+    assert events.sources(Event.JOB_CANCELLED, job_id) == [B]
+    assert a.get_job(job_id).status is JobStatus.CANCELLED

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from sqlalchemy import create_engine, insert, select, text, update
 
-from quiv import Event, JobStatus, Quiv
+from quiv import Event, Job, JobStatus, Quiv
 from quiv._durable import schema
 from quiv._schedule.options import MisfirePolicy
 
@@ -272,3 +272,37 @@ def test_slots_that_passed_while_every_instance_was_down_are_missed(
         missed = a.get_all_jobs(JobStatus.MISSED, task_id=task_id)
         assert sorted(offset(j, start) for j in missed) == [0, 2]
         assert events.count(Event.JOB_MISSED) == 2
+
+
+def test_a_failed_run_is_retried_once_by_some_instance(pg_url: str, make_quiv: Callable[..., Quiv]) -> None:
+    """The first attempt raises: JOB_FAILED fires once (where it ran), and one retry completes."""
+    (a, _), (b, _) = workers(make_quiv, pg_url, 2)
+    events = Events(a, b)
+    attempts: list[int] = []
+    lock = threading.Lock()
+
+    def flaky() -> None:
+        with lock:
+            attempts.append(len(attempts) + 1)
+            first = len(attempts) == 1
+        if first:
+            raise RuntimeError("first attempt fails")
+
+    task_id = a.add_task("flaky", flaky, interval=3600, delay=3600, max_retries=1, retry_backoff=0.1)
+    b.add_task("flaky", flaky, interval=3600, delay=3600, max_retries=1, retry_backoff=0.1)
+    a.start()
+    b.start()
+    a.run_task_immediately(task_id)
+    (failed,) = events.wait_jobs(Event.JOB_FAILED, 1)
+    (retry,) = events.wait_jobs(Event.JOB_COMPLETED, 1)
+    assert "first attempt fails" in (failed.error_message or "")
+    assert (retry.attempt, retry.retry_of) == (2, failed.id)
+    assert events.sources(Event.JOB_FAILED, failed.id) == [[a, b].index(_owner(failed, a, b))]
+    assert attempts == [1, 2]
+    assert events.count(Event.JOB_FAILED) == 1
+
+
+def _owner(job: Job, *schedulers: Quiv) -> Quiv:
+    """The scheduler whose worker ran ``job``."""
+    (owner,) = [q for q in schedulers if q.worker_id == job.worker]
+    return owner
