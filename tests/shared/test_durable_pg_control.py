@@ -182,12 +182,19 @@ def test_listeners_fire_once_in_the_instance_that_ran_each_job(
         assert not [m for m in records.messages() if "already has a job" in m]
 
 
-def test_reads_from_a_show_the_job_running_in_b(pg_url: str, make_quiv: Callable[..., Quiv]) -> None:
+def test_reads_from_a_show_the_job_running_in_b(
+    pg_url: str, pg_conninfo: str, make_quiv: Callable[..., Quiv]
+) -> None:
     """get_all_jobs, count_jobs, get_job and stats() on A see B's running job, then its end."""
     a, b, _events = _pair(make_quiv, pg_url)
     gate = Gate()
     task_id = b.add_task("work", gate, interval=3600, delay=3600)
     _start(a, b)
+    assert a.worker_id is not None
+    assert b.worker_id is not None
+    assert a.worker_id != b.worker_id
+    rows = sql(pg_conninfo, "SELECT id FROM quiv_workers")
+    assert sorted(r[0] for r in rows) == sorted([a.worker_id, b.worker_id])
     a.run_task_immediately(task_id)
     job_id = gate.next_start()
 
@@ -233,19 +240,6 @@ def test_wait_for_task_in_a_returns_the_job_b_ran(pg_url: str, make_quiv: Callab
     waiter.join(DEADLINE + 1)
     assert [(j.id, j.status, j.worker) for j in ended] == [(job_id, JobStatus.COMPLETED, b.worker_id)]
     assert events.count(Event.JOB_COMPLETED, source=A) == 0
-
-
-def test_each_instance_has_its_own_worker_id(
-    pg_url: str, pg_conninfo: str, make_quiv: Callable[..., Quiv]
-) -> None:
-    """Worker ids differ between instances and each started instance has a row in quiv_workers."""
-    a, b, _events = _pair(make_quiv, pg_url)
-    _start(a, b)
-    assert a.worker_id is not None
-    assert b.worker_id is not None
-    assert a.worker_id != b.worker_id
-    rows = sql(pg_conninfo, "SELECT id FROM quiv_workers ORDER BY id")
-    assert sorted([a.worker_id, b.worker_id]) == [r[0] for r in rows]
 
 
 def test_wait_for_task_ends_when_another_instance_removes_the_task(
