@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import itertools
 import json
 import os
 import queue
@@ -22,6 +23,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,7 +34,8 @@ from shared import conftest as shared_fixtures
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
-#: A fresh PostgreSQL database per test; skips (with the shared tests' message) without QUIV_TEST_DATABASE_URL.
+#: A fresh PostgreSQL database per test (tests/shared/conftest.py); it skips, with the same message as
+#: the shared-mode tests, without QUIV_TEST_DATABASE_URL.
 pg_url = shared_fixtures.pg_url
 
 WORKERS = 3
@@ -46,6 +49,11 @@ DECLARED = {
     "generate_report": 7 * 24 * 3600.0,
     "cleanup_stale_records": 3600.0,
 }
+
+
+def utc(text: str) -> datetime:
+    """A time of the API (``...Z``; Python 3.10's ``fromisoformat`` does not read the ``Z``)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def within(deadline: float, predicate: Callable[[], T | None], what: str, log: Callable[[], str]) -> T:
@@ -128,7 +136,8 @@ class Server:
     def stop(self) -> None:
         try:
             if self.process.poll() is None:
-                self.process.send_signal(signal.SIGINT)  # the parent stops its workers, each runs its lifespan
+                # The parent stops its workers; each runs its lifespan shutdown.
+                self.process.send_signal(signal.SIGINT)
                 self.process.wait(DEADLINE)
         except subprocess.TimeoutExpired:
             pass
@@ -179,10 +188,14 @@ def test_three_workers_run_each_slot_once_and_any_of_them_shows_every_run(server
             f"(at most {allowed:.1f} expected): each process ran it"
         )
     assert per_task["heartbeat"] >= 2, per_task  # the schedule did run
+    # Run by one process at a time, the heartbeat's runs are an interval apart (start to start, database
+    # clock); three processes each running it would start runs within milliseconds of each other.
+    starts = sorted(utc(job["started_at"]) for job in runs if job["task_name"] == "heartbeat")
+    gaps = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(starts)]
+    assert min(gaps) >= HEARTBEAT_SECONDS / 2, gaps
     slots = collections.Counter((job["task_id"], job["scheduled_for"]) for job in jobs)
     assert max(slots.values()) == 1, "a slot of the schedule has two jobs"
     workers = {job["worker"] for job in runs}
-    print("DEBUG", round(window, 1), dict(per_task), collections.Counter(j["worker"][:8] for j in runs))
     assert None not in workers
     assert 2 <= len(workers) <= WORKERS
 
