@@ -98,6 +98,10 @@ class ProgressHook:
         if callback is not None and not task.removed:
             self._dispatcher.progress(task.id, callback, task.progress_is_async, args, kwargs)
         listeners = self._runner.listeners
+        taps = listeners.taps
+        if taps:
+            for tap in taps:
+                tap(task.id, task.name, self._job_id, args, kwargs)
         if listeners.progress:
             report = ProgressReport(task.id, task.name, self._job_id, args, kwargs, self._runner.now())
             listeners.report_progress(report)
