@@ -188,7 +188,11 @@ def test_an_error_answer_is_shown(scheduler: Quiv, request: pytest.FixtureReques
 def test_with_a_database_jobs_show_their_worker_and_missed_slots(
     make_quiv: Callable[..., Quiv], tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    scheduler = make_quiv(pool_size=2, database_url=f"sqlite:///{tmp_path / 'quiv.db'}")
+    url = f"sqlite:///{tmp_path / 'quiv.db'}"
+    earlier = make_quiv(database_url=url)  # an earlier run of the application declared a task since dropped
+    retired = earlier.add_task("retired", idle, interval=3600, delay=3600)
+    earlier.shutdown()
+    scheduler = make_quiv(pool_size=2, database_url=url)
     steps = Steps(total=1)
     missed: queue.Queue[Job] = queue.Queue()
 
@@ -221,6 +225,11 @@ def test_with_a_database_jobs_show_their_worker_and_missed_slots(
         expect(missed_row.locator('[data-role="worker"]')).to_have_text("")
         expect(missed_row.locator("td.error")).to_contain_text("missed")
         expect(missed_row.locator('[role="progressbar"]')).to_have_count(0)
+
+        note = page.locator(f'#tasks tr[data-task-id="{retired}"] [data-role="task-note"]')
+        expect(note).to_contain_text("declared by no process")
+        ticker_note = page.locator(f'#tasks tr[data-task-id="{task_id}"] [data-role="task-note"]')
+        expect(ticker_note).not_to_contain_text("declared by no process")
 
         page.locator("#job-filter").select_option("missed")
         expect(job_row).to_have_count(0)
