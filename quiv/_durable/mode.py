@@ -19,6 +19,7 @@ from quiv._core.clock import Clock
 from quiv._core.runner import JobRunner
 from quiv._core.task import Plan, TaskState, job_model, utc
 from quiv._core.waiters import SyncWaiter, release_all
+from quiv._declare.checks import check_task_handler
 from quiv._delivery.events import Listeners
 from quiv._durable.coordinator import RUNNING, Coordinator
 from quiv._durable.store import DurableStore
@@ -117,6 +118,10 @@ class DurableMode:
             settings = state.settings.merge(
                 changes, task_name=state.name, default_timezone=self.timezone, keep_run_at=state.next_run
             )
+            here = self.coordinator.local.get(state.name)
+            if here is not None and ("args" in changes or "kwargs" in changes):
+                # The handler is known here: check the new arguments against it, as the default mode does.
+                check_task_handler(here.state.func, *settings.arguments())
             return state.update(settings, now, reschedule=bool(rescheduling & set(changes)))
 
         view = self.coordinator.transition(task_id, "update a task", step)
