@@ -118,14 +118,10 @@ class DurableMode:
             settings = state.settings.merge(
                 changes, task_name=state.name, default_timezone=self.timezone, keep_run_at=state.next_run
             )
-            local = self.coordinator.local.get(state.name)
-            if (
-                ("args" in changes or "kwargs" in changes)
-                and local is not None
-                and local.state.id == state.id
-            ):
-                # Declared here: check the new arguments against the handler, as the default mode does.
-                check_task_handler(local.state.func, *settings.arguments())
+            here = self.coordinator.local.get(state.name)
+            if here is not None and ("args" in changes or "kwargs" in changes):
+                # The handler is known here: check the new arguments against it, as the default mode does.
+                check_task_handler(here.state.func, *settings.arguments())
             return state.update(settings, now, reschedule=bool(rescheduling & set(changes)))
 
         view = self.coordinator.transition(task_id, "update a task", step)
