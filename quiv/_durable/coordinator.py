@@ -518,7 +518,9 @@ class Coordinator:
         )
         own = threading.get_ident()
         for thread in self._threads:
-            if thread.ident != own:
+            # The listener notices the stop within a second by itself (its LISTEN wait times out):
+            # not waited for, so shutdown does not cost that second.
+            if thread.ident != own and thread.name != "quiv-listener":
                 thread.join(max(0.0, min(1.0, deadline - time.monotonic())))
         if was == RUNNING and not stuck:
             try:
