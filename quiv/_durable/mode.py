@@ -26,7 +26,7 @@ from quiv._core.task import Plan, TaskState, job_model, utc
 from quiv._core.waiters import SyncWaiter, release_all
 from quiv._delivery.events import Listeners
 from quiv._durable.coordinator import RUNNING, Coordinator
-from quiv._durable.store import DurableStore
+from quiv._durable.store import DurableStore, WorkerRow
 from quiv._durable.url import DatabaseTarget
 from quiv._enums import Event, JobStatus, TaskStatus
 from quiv._exceptions import (
@@ -297,6 +297,11 @@ class DurableMode:
             last_wake_at=None if last_wake is None else utc(last_wake),
             last_job_started_at=None if last_start is None else utc(last_start),
         )
+
+    def workers(self) -> tuple[float, list[WorkerRow]]:
+        """The processes registered in the database (with the database's time now), for ``quiv stats``."""
+        self.coordinator.prepare()
+        return self.store.list_workers()
 
     # -------------------------------------------------------------- relay
     def subscribe(self, sink: Callable[[dict[str, Any]], None]) -> None:

@@ -8,6 +8,7 @@ every one of its operations takes the file's lock first, so it is refused
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -125,6 +126,29 @@ def test_a_client_on_postgresql_registers_no_worker_and_runs_nothing(pg_url: str
         assert job_workers == {app.worker_id}
         assert client.worker_id not in workers
         assert not client.running
+    finally:
+        client.shutdown()
+        app.shutdown()
+
+
+def test_a_client_lists_the_live_processes_with_their_tasks(pg_url: str) -> None:
+    config = QuivConfig(database_url=pg_url, heartbeat_seconds=0.2, dead_after_seconds=5)
+    app = Quiv(config=config)
+    app.add_task("b-task", lambda: None, interval=3600, delay=3600)
+    app.add_task("a-task", lambda: None, interval=3600, delay=3600)
+    client = Quiv(config=config)
+    try:
+        assert client._durable is not None
+        assert client._durable.workers()[1] == []
+        app.start()
+        now, workers = client._durable.workers()
+        (worker,) = workers
+        assert worker.id == app.worker_id
+        assert (worker.host, worker.pid) == (os.uname().nodename, os.getpid())
+        assert worker.tasks == ("a-task", "b-task")
+        assert worker.started_at <= worker.heartbeat_at <= now + 1
+        app.shutdown()
+        assert client._durable.workers()[1] == []
     finally:
         client.shutdown()
         app.shutdown()
