@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="quiv",
-        description="Look at and steer the tasks and jobs of a quiv scheduler whose state lives in a "
+        description="Look at and steer the tasks and jobs of quiv schedulers whose state lives in a\n"
         "durable (SQLite file) or shared (PostgreSQL) database.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -148,11 +148,25 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = [_common(defaults=False)]
 
-    def command(name: str, summary: str) -> argparse.ArgumentParser:
-        return commands.add_parser(name, help=summary, description=summary, parents=common)
+    def command(name: str, summary: str, details: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=summary, description=details, parents=common)
 
-    command("tasks", "list every task: name, id, status, next run, schedule, declared")
-    jobs = command("jobs", "list jobs, newest first: started, task, status, duration, worker, error")
+    def task_argument(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        parser.add_argument("task", metavar="TASK", help="the task's name or id")
+        return parser
+
+    command(
+        "tasks",
+        "list the tasks",
+        "List every task: name, id, status, next run (UTC), schedule, and whether a running process "
+        "declares it.",
+    )
+    jobs = command(
+        "jobs",
+        "list the jobs, newest first",
+        "List jobs, newest first: id, start (UTC), task, status, duration, worker (the first 8 "
+        "characters of its id) and error (its first line).",
+    )
     jobs.add_argument("--task", metavar="TASK", help="only the jobs of this task (name or id)")
     jobs.add_argument("--status", choices=[s.value for s in JobStatus], help="only the jobs with this status")
     jobs.add_argument(
@@ -162,11 +176,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"show at most N jobs (default: {DEFAULT_LIMIT}; 0: all)",
     )
-    command("pause", "pause a task: no further scheduled runs until it is resumed").add_argument(
-        "task", metavar="TASK", help="the task's name or id"
+    task_argument(
+        command(
+            "pause",
+            "pause a task (no scheduled runs until resumed)",
+            "Pause a task: no scheduled run until it is resumed (a job already running finishes).",
+        )
     )
-    resume = command("resume", "resume a paused task (a task that is not paused is left as it is)")
-    resume.add_argument("task", metavar="TASK", help="the task's name or id")
+    resume = task_argument(
+        command(
+            "resume",
+            "resume a paused task",
+            "Resume a paused task: its next run is at once, or --delay seconds from now. A task that is "
+            "not paused is left as it is.",
+        )
+    )
     resume.add_argument(
         "--delay",
         dest="after",
@@ -175,13 +199,27 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="its next run is this long from now (default: 0, at once)",
     )
-    command(
-        "run", "run a task now, outside its schedule (a paused task runs once and stays paused)"
-    ).add_argument("task", metavar="TASK", help="the task's name or id")
-    command("remove", "delete a task (a job of it that is running is asked to stop)").add_argument(
-        "task", metavar="TASK", help="the task's name or id"
+    task_argument(
+        command(
+            "run",
+            "run a task now, outside its schedule",
+            "Run a task now, outside its schedule. A paused task runs once and stays paused; a task whose "
+            "job is running runs again as soon as that job ends.",
+        )
     )
-    cancel = command("cancel", "ask a running job to stop (its _stop_event is set, in whichever process)")
+    task_argument(
+        command(
+            "remove",
+            "delete a task",
+            "Delete a task; a job of it that is running is asked to stop. A task that a running process "
+            "declares comes back (with a new id) when that process restarts.",
+        )
+    )
+    cancel = command(
+        "cancel",
+        "ask a running job to stop",
+        "Ask a running job to stop: its _stop_event is set in whichever process runs it.",
+    )
     cancel.add_argument("job", metavar="JOB", help="the job's id (the first column of quiv jobs)")
     cancel.add_argument(
         "--wait",
@@ -189,7 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="then wait up to SECONDS for the job to end and show how it ended (exit 3 if it has not)",
     )
-    command("stats", "counts of tasks and jobs by status, the oldest running job, the live processes")
+    command(
+        "stats",
+        "counts by status, the oldest running job, the live processes",
+        "Tasks and jobs by status, the oldest running job and the processes registered in the database.",
+    )
     return parser
 
 
