@@ -572,7 +572,8 @@ def _utc(ts: float) -> datetime:
 
 
 def _iso(ts: float) -> str:
-    return _utc(ts).isoformat()
+    """As the models' JSON writes a time: ISO 8601, UTC, ``Z``."""
+    return _utc(ts).isoformat().replace("+00:00", "Z")
 
 
 def _when(moment: datetime | None) -> str:

@@ -10,6 +10,7 @@ installed ``quiv`` console script itself.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -560,3 +561,18 @@ def test_the_installed_console_script_runs_the_command_line(sqlite_url: str) -> 
     missing = cli("pause", "nope", url=sqlite_url, command=[script])
     assert missing.returncode == 1
     assert cli(command=[script]).returncode == 2
+
+
+def test_every_command_and_option_is_documented() -> None:
+    from quiv.cli import build_parser
+
+    page = (ROOT / "docs" / "cli.md").read_text()
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(commands.choices) == {"tasks", "jobs", "pause", "resume", "run", "remove", "cancel", "stats"}
+    for name, sub in commands.choices.items():
+        assert re.search(rf"^### quiv {name}\b", page, re.MULTILINE), f"docs/cli.md has no section on {name}"
+        for action in sub._actions:
+            for flag in action.option_strings:
+                if flag.startswith("--") and flag != "--help":
+                    assert f"`{flag}" in page, f"docs/cli.md does not mention {flag} of quiv {name}"
