@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import IO, TYPE_CHECKING, Any
@@ -252,6 +253,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, out.fileno())
         return EXIT_OK
+    except Exception:
+        # A bug, or an error quiv does not name: show it, but never as exit 1 ("not found").
+        traceback.print_exc()
+        print("quiv: the command failed with an unexpected error (above)", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def _run(args: argparse.Namespace, out: IO[str]) -> int:
@@ -330,7 +336,7 @@ def _tasks(scheduler: Quiv, args: argparse.Namespace, out: IO[str]) -> int:
 
 
 def _jobs(scheduler: Quiv, args: argparse.Namespace, out: IO[str]) -> int:
-    task_id = None if args.task is None else _resolve(scheduler, args.task).id
+    task_id = None if args.task is None else _task_id_for_jobs(scheduler, args.task)
     limit = None if args.limit == 0 else args.limit
     jobs = scheduler.get_all_jobs(args.status, task_id=task_id, limit=limit, newest_first=True)
     if args.json:
@@ -510,6 +516,16 @@ def _resolve(scheduler: Quiv, name_or_id: str) -> Task:
         if task.task_name == name_or_id:
             return task
     raise CommandError(f"no task named {name_or_id!r} (nor with that id)", EXIT_NOT_FOUND)
+
+
+def _task_id_for_jobs(scheduler: Quiv, name_or_id: str) -> str:
+    """The id of the task named so, or with this id; also the id of a removed task whose jobs are kept."""
+    try:
+        return _resolve(scheduler, name_or_id).id
+    except CommandError:
+        if scheduler.count_jobs(task_id=name_or_id):
+            return name_or_id
+        raise
 
 
 def _after(scheduler: Quiv, task: Task) -> Task:

@@ -216,6 +216,11 @@ def test_jobs_lists_the_newest_first_with_filters_and_json(seeded: tuple[str, di
     assert missing.returncode == 1
     assert missing.stderr == "quiv: no task named 'nope' (nor with that id)\n"
 
+    # The jobs of a removed task stay in the history, found by the task's id (its name is gone).
+    ok(cli("remove", "boom", url=url))
+    assert [row[0] for row in table(ok(cli("jobs", "--task", ids["boom"], url=url)))[1]] == [failed.id]
+    assert cli("jobs", "--task", "boom", url=url).returncode == 1
+
 
 # ------------------------------------------------------------------ control
 def test_pause_resume_run_and_remove_change_the_shared_state_and_run_nothing(
@@ -576,3 +581,20 @@ def test_every_command_and_option_is_documented() -> None:
             for flag in action.option_strings:
                 if flag.startswith("--") and flag != "--help":
                     assert f"`{flag}" in page, f"docs/cli.md does not mention {flag} of quiv {name}"
+
+
+def test_an_unexpected_error_exits_4_with_its_traceback(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from quiv import cli as cli_module
+
+    def broken(*_args: Any) -> int:
+        raise RuntimeError("a bug in a command")
+
+    seed(sqlite_url)
+    monkeypatch.setitem(cli_module._COMMANDS, "tasks", broken)
+    assert cli_module.main(["tasks", "--database-url", sqlite_url]) == 4
+    err = capsys.readouterr().err
+    assert "RuntimeError: a bug in a command" in err
+    assert err.endswith("quiv: the command failed with an unexpected error (above)\n")
+    assert "hello" in ok(cli("tasks", url=sqlite_url)), "the file must be let go after the error"
