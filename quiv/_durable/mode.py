@@ -24,6 +24,7 @@ from quiv._core.clock import Clock
 from quiv._core.runner import JobRunner
 from quiv._core.task import Plan, TaskState, job_model, utc
 from quiv._core.waiters import SyncWaiter, release_all
+from quiv._declare.checks import check_task_handler
 from quiv._delivery.events import Listeners
 from quiv._durable.coordinator import RUNNING, Coordinator
 from quiv._durable.store import DurableStore, WorkerRow
@@ -123,6 +124,10 @@ class DurableMode:
             settings = state.settings.merge(
                 changes, task_name=state.name, default_timezone=self.timezone, keep_run_at=state.next_run
             )
+            here = self.coordinator.local.get(state.name)
+            if here is not None and ("args" in changes or "kwargs" in changes):
+                # The handler is known here: check the new arguments against it, as the default mode does.
+                check_task_handler(here.state.func, *settings.arguments())
             return state.update(settings, now, reschedule=bool(rescheduling & set(changes)))
 
         view = self.coordinator.transition(task_id, "update a task", step)
@@ -190,16 +195,17 @@ class DurableMode:
 
     def get_job(self, job_id: str) -> Job:
         self.coordinator.prepare()
-        coordinator = self.coordinator
-        with coordinator.lock:
-            job = coordinator.live.get(job_id)
-            row = job.row() if job is not None else None
-        if row is not None:
-            return job_model(row)
+        # The row is the truth, even for a job running here: another process may have ended it
+        # (abandoned, when this one was presumed dead) while its handler still runs.
         stored = self.store.get_job(job_id)
-        if stored is None:
+        if stored is not None:
+            return job_model(tuple(stored))
+        with self.coordinator.lock:
+            job = self.coordinator.live.get(job_id)
+            row = job.row() if job is not None else None
+        if row is None:
             raise JobNotFoundError(f"no job with id {job_id!r}")
-        return job_model(tuple(stored))
+        return job_model(row)
 
     def wait_for_job(self, job_id: str, timeout: float | None) -> Job:
         """A job running here wakes its waiter when it ends; one running elsewhere is polled."""
@@ -235,6 +241,13 @@ class DurableMode:
             for j in self.store.list_jobs(JobQuery(task_id=task_id, newest_first=True, limit=50))
             if j.status != JobStatus.RUNNING.value
         }
+
+        def ended() -> Job | None:
+            for row in self.store.list_jobs(JobQuery(task_id=task_id, newest_first=True, limit=50)):
+                if row.id not in seen and row.status not in _NOT_ENDED:
+                    return job_model(tuple(row))
+            return None
+
         try:
             while True:
                 if waiter.wait(REMOTE_WAIT_POLL_SECONDS):
@@ -242,9 +255,19 @@ class DurableMode:
                         raise waiter.error
                     assert waiter.job is not None
                     return waiter.job
-                for row in self.store.list_jobs(JobQuery(task_id=task_id, newest_first=True, limit=50)):
-                    if row.id not in seen and row.status not in _NOT_ENDED:
-                        return job_model(tuple(row))
+                job = ended()
+                if job is not None:
+                    return job
+                try:
+                    self.get_task(task_id)
+                except TaskNotFoundError:
+                    # Removed, maybe by another process; a job that ended just before still counts.
+                    job = ended()
+                    if job is not None:
+                        return job
+                    raise TaskNotFoundError(
+                        f"task {task_id!r} was removed before a job of it ended"
+                    ) from None
                 if deadline is not None and time.monotonic() >= deadline:
                     raise TimeoutError(f"no job of task {task_id!r} ended within {timeout} s")
         finally:
@@ -276,8 +299,9 @@ class DurableMode:
 
         coordinator = self.coordinator
         with coordinator.lock:
-            oldest = min(coordinator.live.values(), key=lambda job: job.started, default=None)
             busy = coordinator.busy
+        # The oldest running job of any process, like running_jobs (counted from the shared table).
+        oldest = next(iter(self.store.list_jobs(JobQuery(status=JobStatus.RUNNING.value, limit=1))), None)
         tasks_by_status = dict.fromkeys((s.value for s in TaskStatus), 0)
         tasks_by_status.update(self.store.task_counts())
         jobs_by_status = dict.fromkeys((s.value for s in JobStatus), 0)
@@ -290,7 +314,7 @@ class DurableMode:
             pool_size=pool_size,
             free_workers=max(0, pool_size - busy),
             oldest_running_job_id=None if oldest is None else oldest.id,
-            oldest_running_job_started_at=None if oldest is None else utc(oldest.started),
+            oldest_running_job_started_at=None if oldest is None else utc(oldest.started_at),
             completed_in_window=jobs_by_status[JobStatus.COMPLETED.value],
             failed_in_window=jobs_by_status[JobStatus.FAILED.value],
             retention_seconds=retention,

@@ -312,6 +312,14 @@ class DurableStore:
             result = conn.execute(update(workers).where(workers.c.id == worker_id).values(heartbeat_at=now))
             return bool(result.rowcount)
 
+    def missing_tasks(self, ids: Sequence[str]) -> set[str]:
+        """Which of these task ids have no row any more (removed, or a run-once task that ran)."""
+        if not ids:
+            return set()
+        with self._tx("look up tasks", self.beat_engine) as conn:
+            found = {r[0] for r in conn.execute(select(tasks.c.id).where(tasks.c.id.in_(list(ids))))}
+        return set(ids) - found
+
     def worker_gone(self, worker_id: str) -> bool:
         with self._tx("look up this process") as conn:
             return conn.execute(select(workers.c.id).where(workers.c.id == worker_id)).first() is None
@@ -461,6 +469,8 @@ class DurableStore:
         started: list[JobState] = []
         missed: list[tuple[TaskView, JobRow]] = []
         names = list(local)
+        # By id, not name: a row removed elsewhere and added again under the name is another task.
+        ids = [entry.state.id for entry in local.values()]
         with self._tx("claim due runs") as conn:
             now = self.now(conn)
             # Lock our worker row against a sweep while claiming: a process presumed dead claims nothing.
@@ -472,7 +482,7 @@ class DurableStore:
             if alive is None:
                 raise PresumedDead(worker_id)
             claimable = and_(
-                tasks.c.task_name.in_(names),
+                tasks.c.id.in_(ids),
                 tasks.c.running_job.is_(None),
                 or_(tasks.c.status != TaskStatus.PAUSED.value, tasks.c.manual_due.is_not(None)),
             )
