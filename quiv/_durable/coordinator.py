@@ -98,6 +98,7 @@ class Coordinator:
         self.phase = NEW
         self.waiters = WaiterRegistry()
         self.prepared = False
+        self._preparing = threading.Lock()
         self.last_wake: float | None = None
         self.last_job_start: float | None = None
         self._wake = threading.Event()
@@ -113,10 +114,17 @@ class Coordinator:
 
     # ------------------------------------------------------------ set-up
     def prepare(self) -> None:
-        """Connect and create or upgrade the tables, once (first task or start)."""
-        if not self.prepared:
-            self.store.prepare()
-            self.prepared = True
+        """Connect and create or upgrade the tables, once (first task, first operation or start).
+
+        A SQLite file is locked here, so every operation of a scheduler (started
+        or not) is refused while another process holds the file.
+        """
+        if self.prepared:
+            return
+        with self._preparing:  # two threads must not both lock the file: the second would be refused
+            if not self.prepared:
+                self.store.prepare()
+                self.prepared = True
 
     def declare(self, state: TaskState) -> tuple[TaskView, str]:
         """Match a task of this process to the stored one of its name: ``(view, outcome)``."""

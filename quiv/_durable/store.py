@@ -59,7 +59,7 @@ from quiv._schedule.options import COLUMNS, TaskSettings
 from quiv._schedule.triggers import TOLERANCE, schedule_points
 from quiv._store.base import JobQuery, JobRow
 
-__all__ = ["Claim", "DurableStore", "Ended", "PresumedDead", "definition_hash"]
+__all__ = ["Claim", "DurableStore", "Ended", "PresumedDead", "WorkerRow", "definition_hash"]
 
 _OPTION_NAMES = tuple(c.name for c in COLUMNS)
 _SCHEDULE_COLUMNS = frozenset({"interval_seconds", "run_once", "fixed_interval", "cron", "cron_timezone"})
@@ -108,6 +108,18 @@ class Ended(NamedTuple):
     accepted: bool
     view: TaskView | None
     missed: list[tuple[TaskView, JobRow]]
+
+
+class WorkerRow(NamedTuple):
+    """A live process, as its row in ``quiv_workers`` shows it."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: float
+    heartbeat_at: float
+    #: The task names it declares.
+    tasks: tuple[str, ...]
 
 
 @dataclass
@@ -745,6 +757,25 @@ class DurableStore:
         """The task names some live process declares."""
         rows = conn.execute(select(workers.c.tasks)).all()
         return {name for (names,) in rows for name in names.split("\n") if name}
+
+    def list_workers(self) -> tuple[float, list[WorkerRow]]:
+        """``(now, the processes registered)``, oldest first; ``now`` on the clock heartbeats use."""
+        with self._tx("read the live processes") as conn:
+            now = self.now(conn)
+            rows = conn.execute(
+                select(
+                    workers.c.id,
+                    workers.c.host,
+                    workers.c.pid,
+                    workers.c.started_at,
+                    workers.c.heartbeat_at,
+                    workers.c.tasks,
+                ).order_by(workers.c.started_at, workers.c.id)
+            ).all()
+        return now, [
+            WorkerRow(id_, host, pid, started, beat, tuple(n for n in names.split("\n") if n))
+            for id_, host, pid, started, beat, names in rows
+        ]
 
     def task_counts(self) -> dict[str, int]:
         with self._tx("count the tasks") as conn:
