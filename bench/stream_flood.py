@@ -82,7 +82,9 @@ RSS_RISE_LIMIT_MB = 1.0
 
 
 # ======================================================================= server
-def serve(flood: bool, profile_path: str | None, switch_interval: float | None, deflate: bool) -> None:
+def serve(
+    flood: bool, profile_path: str | None, switch_interval: float | None, deflate: bool, retention: int | None
+) -> None:
     """The benchmark app under uvicorn; prints ``PORT <n>`` on stdout once it listens."""
     if switch_interval is not None:
         sys.setswitchinterval(switch_interval)
@@ -93,7 +95,9 @@ def serve(flood: bool, profile_path: str | None, switch_interval: float | None, 
     from quiv.fastapi import EventStream, quiv_lifespan, quiv_router
     from quiv.models import Job, Task
 
-    scheduler = Quiv(pool_size=8)
+    scheduler = (
+        Quiv(pool_size=8) if retention is None else Quiv(pool_size=8, history_retention_seconds=retention)
+    )
     stream = EventStream(scheduler)
     lags: list[float] = []
     truth: dict[str, list[str]] = {name: [] for name in JOB_EVENTS}
@@ -228,9 +232,16 @@ class ServerProcess:
     """``python bench/stream_flood.py serve`` in a child process."""
 
     def __init__(
-        self, flood: bool, profile_path: Path | None, switch_interval: float | None, deflate: bool
+        self,
+        flood: bool,
+        profile_path: Path | None,
+        switch_interval: float | None,
+        deflate: bool,
+        retention: int | None = None,
     ) -> None:
         command = [sys.executable, str(Path(__file__).resolve()), "serve"]
+        if retention is not None:
+            command += ["--retention", str(retention)]
         if flood:
             command.append("--flood")
         if not deflate:
@@ -520,11 +531,12 @@ def run_once(
     label: str,
     switch_interval: float | None = None,
     deflate: bool = True,
+    retention: int | None = None,
 ) -> dict[str, Any]:
     """One server, optional clients, one measurement window; the raw figures of that run."""
     profile_path = None if profile_dir is None else profile_dir / f"{label}.prof"
     print(f"[{label}] starting the server ({kind})", flush=True)
-    server = ServerProcess(flood, profile_path, switch_interval, deflate)
+    server = ServerProcess(flood, profile_path, switch_interval, deflate, retention)
     context = multiprocessing.get_context("spawn")
     client_process = None
     parent_end: Connection | None = None
@@ -601,6 +613,7 @@ def run_once(
         "load_average": [load_before, load_after],
         "switch_interval": switch_interval,
         "per_message_deflate": deflate,
+        "history_retention_seconds": retention,
         "run_queue_wait": {
             "loop_thread_share": round(waits[0] / (window_ended - window_started), 4),
             "all_threads_seconds": round(waits[1], 3),
@@ -818,6 +831,14 @@ def render_markdown(data: dict[str, Any]) -> str:
         out += [
             f"## Soak: {soak['window']:g} s ({soak['when']})",
             "",
+            "History retention of the server's scheduler: "
+            + (
+                "quiv's default (one day: the job history grows all along)"
+                if soak["runs"][-1].get("history_retention_seconds") is None
+                else f"{soak['runs'][-1]['history_retention_seconds']} s"
+            )
+            + ".",
+            "",
             render_table(soak["runs"]),
             "",
             "RSS samples (MB, one a second): "
@@ -852,6 +873,14 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser.add_argument("--profile-to", default=None)
     serve_parser.add_argument("--switch-interval", type=float, default=None)
     serve_parser.add_argument("--no-deflate", action="store_true")
+    serve_parser.add_argument("--retention", type=int, default=None)
+    parser.add_argument(
+        "--retention",
+        type=int,
+        default=None,
+        help="history_retention_seconds of the server's scheduler (default: quiv's, one day): the job "
+        "history grows with every job until then, which a soak's RSS shows",
+    )
     parser.add_argument(
         "--no-deflate",
         action="store_true",
@@ -874,7 +903,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="output path without extension")
     args = parser.parse_args(argv)
     if args.command == "serve":
-        serve(args.flood, args.profile_to, args.switch_interval, not args.no_deflate)
+        serve(args.flood, args.profile_to, args.switch_interval, not args.no_deflate, args.retention)
         return 0
 
     if args.soak is not None:
@@ -902,7 +931,17 @@ def main(argv: list[str] | None = None) -> int:
             name = (f"flood-{clients}" if flood else "baseline") + ("" if deflate else " no-deflate")
             label = f"{name} #{rep}" if args.soak is None else f"soak {name} #{rep}"
             runs.append(
-                run_once(kind, flood, clients, window, profile_dir, label, args.switch_interval, deflate)
+                run_once(
+                    kind,
+                    flood,
+                    clients,
+                    window,
+                    profile_dir,
+                    label,
+                    args.switch_interval,
+                    deflate,
+                    args.retention,
+                )
             )
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     previous: dict[str, Any] = {}
