@@ -304,6 +304,13 @@ class DurableStore:
         with self._tx("look up this process") as conn:
             return conn.execute(select(workers.c.id).where(workers.c.id == worker_id)).first() is None
 
+    def worker_heartbeats(self) -> tuple[float, dict[str, float]]:
+        """The database's clock and the last heartbeat of every registered process, by worker id."""
+        with self._tx("read the live processes") as conn:
+            now = self.now(conn)
+            rows = conn.execute(select(workers.c.id, workers.c.heartbeat_at)).all()
+        return now, {str(worker): float(beat) for worker, beat in rows}
+
     def unregister_worker(self, worker_id: str) -> None:
         with self._tx("unregister this process") as conn:
             conn.execute(delete(workers).where(workers.c.id == worker_id))
@@ -346,6 +353,7 @@ class DurableStore:
             retry=None if m["retry_attempt"] is None else (m["retry_attempt"], m["retry_of"]),
             cycle_due=m["cycle_due"],
             nominal=m["nominal"],
+            origin=base.origin if base is not None else None,
         )
         running = m["running_job"]
         if running is not None:
