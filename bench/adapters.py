@@ -34,8 +34,10 @@ from typing import Any
 __all__ = ["TARGETS", "Adapter", "ApsAdapter", "QuivAdapter", "UnsupportedError", "make_adapter"]
 
 TARGETS = ("ours", "quiv140", "aps", "aps-sqlite")
-#: Set (by ``run.py --instrument``) to run ours with Prometheus metrics and OpenTelemetry traces on.
+#: Set (by ``run.py --instrument``) to run ours with ``metrics``, ``traces`` or ``both`` turned on.
 INSTRUMENT_ENV = "QUIV_BENCH_INSTRUMENT"
+#: The share of job spans the tracer provider samples (``run.py --trace-sample``; default 1: every job).
+TRACE_SAMPLE_ENV = "QUIV_BENCH_TRACE_SAMPLE"
 #: How often the instrumented run renders its metrics, as a scrape would.
 SCRAPE_SECONDS = 1.0
 
@@ -141,8 +143,9 @@ class QuivAdapter(Adapter):
         else:
             # quiv 1.4.0 resolves the main loop when start() runs inside it.
             self._sched = Quiv(pool_size=pool_size, history_retention_seconds=retention)
-        if self.name == "ours" and os.environ.get(INSTRUMENT_ENV):
-            self._scraper = _instrument(self._sched)
+        what = os.environ.get(INSTRUMENT_ENV, "")
+        if self.name == "ours" and what:
+            self._scraper = _instrument(self._sched, what, float(os.environ.get(TRACE_SAMPLE_ENV, "1")))
 
     def add(
         self,
@@ -199,27 +202,34 @@ class QuivAdapter(Adapter):
         return self._sched
 
 
-def _instrument(scheduler: Any) -> threading.Event:
-    """Turn on both of quiv's extras the way a production app would; return the scrape thread's stop flag.
+def _instrument(scheduler: Any, what: str, sample: float) -> threading.Event:
+    """Turn quiv's extras on the way a production app would; return the scrape thread's stop flag.
 
-    Prometheus: a collector on its own registry, scraped (rendered to text)
-    every second by a thread. OpenTelemetry: the SDK with a batch processor
-    exporting every span to memory.
+    ``what`` is ``metrics``, ``traces`` or ``both``. Prometheus: a collector on
+    its own registry, scraped (rendered to text) every second by a thread.
+    OpenTelemetry: the SDK with a batch processor exporting to memory,
+    sampling ``sample`` of the jobs (1: every one).
     """
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    stop = threading.Event()
+    if what in ("traces", "both"):
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio
+
+        from quiv.tracing import instrument
+
+        provider = TracerProvider(sampler=ParentBasedTraceIdRatio(sample))
+        provider.add_span_processor(BatchSpanProcessor(InMemorySpanExporter()))
+        instrument(scheduler, tracer_provider=provider)
+    if what not in ("metrics", "both"):
+        return stop
     from prometheus_client import CollectorRegistry, generate_latest
 
     from quiv.metrics import QuivCollector
-    from quiv.tracing import instrument
 
     registry = CollectorRegistry()
     registry.register(QuivCollector(scheduler))
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(InMemorySpanExporter()))
-    instrument(scheduler, tracer_provider=provider)
-    stop = threading.Event()
 
     def scrape() -> None:
         while not stop.wait(SCRAPE_SECONDS):

@@ -9,7 +9,9 @@ Usage (from the repository root)::
     python bench/run.py --ours-ref HEAD  # measure a commit instead of the working tree
     python bench/run.py --targets ours --scenarios throughput --instrument --cache-dir /tmp/bench-instr
                                        # ours with its Prometheus metrics (scraped every second) and
-                                       # OpenTelemetry traces on (a separate cache: the extras get installed)
+                                       # OpenTelemetry traces on (a separate cache: the extras get installed);
+                                       # --instrument metrics|traces for one of them, --trace-sample 0.1
+                                       # to sample a tenth of the jobs
     python bench/run.py --list         # the cases and their sizes
     python bench/run.py --compare bench/results/before-redesign.json bench/results/latest.json
                                        # markdown table of two runs side by side (ours; --targets for more)
@@ -64,8 +66,9 @@ PEER_REQUIREMENTS: dict[str, list[str]] = {
 OURS_EXTRA_REQUIREMENTS = ["fastapi>=0.110", "httpx>=0.27"]
 #: Also installed beside ours for an ``--instrument`` run.
 INSTRUMENT_REQUIREMENTS = ["prometheus-client>=0.17", "opentelemetry-api>=1.20", "opentelemetry-sdk>=1.20"]
-#: The variable bench/adapters.py reads to instrument ours (its INSTRUMENT_ENV).
+#: The variables bench/adapters.py reads to instrument ours (its INSTRUMENT_ENV and TRACE_SAMPLE_ENV).
 INSTRUMENT_ENV = "QUIV_BENCH_INSTRUMENT"
+TRACE_SAMPLE_ENV = "QUIV_BENCH_TRACE_SAMPLE"
 #: Which environment runs which target.
 ENV_OF = {"ours": "ours", "quiv140": "quiv140", "aps": "aps", "aps-sqlite": "aps"}
 
@@ -469,9 +472,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--no-docs", action="store_true", help="do not rewrite the table in docs/benchmarks.md")
     p.add_argument(
         "--instrument",
-        action="store_true",
-        help="run ours with its Prometheus metrics (scraped every second) and OpenTelemetry traces "
-        "(SDK, batch processor, in-memory exporter) turned on; use a separate --cache-dir",
+        nargs="?",
+        const="both",
+        choices=("metrics", "traces", "both"),
+        default=None,
+        help="run ours with its Prometheus metrics (scraped every second), its OpenTelemetry traces "
+        "(SDK, batch processor, in-memory exporter) or both (the default) turned on; use a separate "
+        "--cache-dir",
+    )
+    p.add_argument(
+        "--trace-sample",
+        type=float,
+        default=1.0,
+        metavar="RATIO",
+        help="with --instrument: the share of jobs traced (default 1: every job)",
     )
     p.add_argument("--list", action="store_true", help="print the cases and exit")
     p.add_argument(
@@ -513,7 +527,9 @@ def main(argv: list[str]) -> int:
         return 0
 
     if args.instrument:
-        os.environ[INSTRUMENT_ENV] = "1"  # read by bench/adapters.py in every measurement process
+        # Read by bench/adapters.py in every measurement process.
+        os.environ[INSTRUMENT_ENV] = args.instrument
+        os.environ[TRACE_SAMPLE_ENV] = str(args.trace_sample)
     out_stem: Path = args.out or (HERE / "results" / ("latest" if mode == "full" else f"tmp/{mode}"))
     out_stem.parent.mkdir(parents=True, exist_ok=True)
 
@@ -587,7 +603,8 @@ def main(argv: list[str]) -> int:
     meta = machine_info(args.ours_ref, loadavg_start)
     meta.update(
         ours_source=args.ours_ref or "working tree",
-        instrumented=bool(args.instrument),
+        instrumented=args.instrument or "no",
+        trace_sample=args.trace_sample if args.instrument in ("traces", "both") else None,
         mode=mode,
         reps=reps,
         targets=list(targets),

@@ -131,19 +131,26 @@ class _JobSpans:
 
     # -------------------------------------------------------------- spans
     def start(self, job: JobState) -> object:
-        attributes: dict[str, AttributeValue] = {
-            "quiv.task.name": job.task_name,
-            "quiv.task.id": job.task.id,
-            "quiv.job.id": job.id,
-            "quiv.job.attempt": job.attempt,
-            "quiv.job.scheduled_for": datetime.fromtimestamp(job.due, timezone.utc).isoformat(),
-            "quiv.worker": job.worker or threading.current_thread().name,
-        }
-        if job.retry_of is not None:
-            attributes["quiv.job.retry_of"] = job.retry_of
+        # The task's name is given at once, for samplers that decide by it; the rest is
+        # computed only for a span that records (an unsampled job costs next to nothing).
         span = self._tracer.start_span(
-            SPAN_NAME, context=_ROOT, kind=SpanKind.INTERNAL, attributes=attributes, links=self._links(job)
+            SPAN_NAME,
+            context=_ROOT,
+            kind=SpanKind.INTERNAL,
+            attributes={"quiv.task.name": job.task_name},
+            links=self._links(job) or None,
         )
+        if span.is_recording():
+            attributes: dict[str, AttributeValue] = {
+                "quiv.task.id": job.task.id,
+                "quiv.job.id": job.id,
+                "quiv.job.attempt": job.attempt,
+                "quiv.job.scheduled_for": datetime.fromtimestamp(job.due, timezone.utc).isoformat(),
+                "quiv.worker": job.worker or threading.current_thread().name,
+            }
+            if job.retry_of is not None:
+                attributes["quiv.job.retry_of"] = job.retry_of
+            span.set_attributes(attributes)
         token = otel_context.attach(trace.set_span_in_context(span))
         return span, token
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -107,6 +109,22 @@ def test_the_metrics_route_exists_only_when_asked_for_and_answers_503_after_shut
         response = client.get("/quiv/metrics")
     assert response.status_code == 503
     assert "shut down" in response.json()["detail"]
+
+
+def test_the_router_imports_prometheus_client_only_for_the_metrics_route() -> None:
+    script = (
+        "import sys\n"
+        "from quiv import Quiv\n"
+        "from quiv.fastapi import quiv_router\n"
+        "scheduler = Quiv()\n"
+        "quiv_router(scheduler)\n"
+        "assert 'prometheus_client' not in sys.modules\n"
+        "quiv_router(scheduler, metrics=True)\n"
+        "assert 'prometheus_client' in sys.modules\n"
+        "scheduler.shutdown()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
 
 
 def test_metrics_must_be_a_bool(scheduler: Quiv) -> None:
