@@ -477,8 +477,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         choices=("metrics", "traces", "both"),
         default=None,
         help="run ours with its Prometheus metrics (scraped every second), its OpenTelemetry traces "
-        "(SDK, batch processor, in-memory exporter) or both (the default) turned on; use a separate "
-        "--cache-dir",
+        "(SDK, batch processor, spans dropped by the exporter) or both (the default) turned on; use a "
+        "separate --cache-dir",
     )
     p.add_argument(
         "--trace-sample",

@@ -167,7 +167,8 @@ class _Task:
     __slots__ = ("duration", "jobs", "lateness", "retries")
 
     def __init__(self, duration: tuple[float, ...], lateness: tuple[float, ...]) -> None:
-        self.jobs = dict.fromkeys(COUNTED_STATUSES, 0)
+        #: Keyed by the status itself (hashing a member is cheaper than reading its value).
+        self.jobs: dict[JobStatus, int] = {}
         self.retries = 0
         self.duration = _Histogram(duration)
         self.lateness = _Histogram(lateness)
@@ -217,7 +218,7 @@ class JobMetrics:
         if lateness < 0.0:
             lateness = 0.0  # started within the scheduler's tolerance before its due time
         with self._lock:
-            counts = self._task(job.task_name)
+            counts = self._tasks.get(job.task_name) or self._task(job.task_name)
             counts.lateness.observe(lateness)
             if job.attempt > 1:
                 counts.retries += 1
@@ -225,21 +226,27 @@ class JobMetrics:
     def ended(self, job: JobState, status: JobStatus, elapsed: float) -> None:
         """A job's handler returned (or the job was cancelled before it ran)."""
         with self._lock:
-            counts = self._task(job.task_name)
-            counts.jobs[status.value] = counts.jobs.get(status.value, 0) + 1
+            counts = self._tasks.get(job.task_name) or self._task(job.task_name)
+            jobs = counts.jobs
+            jobs[status] = jobs.get(status, 0) + 1
             counts.duration.observe(elapsed)
 
     def skipped(self, task_name: str, status: JobStatus, count: int = 1) -> None:
         """``count`` runs of a task ended without running here: ``missed`` or ``abandoned``."""
         with self._lock:
             jobs = self._task(task_name).jobs
-            jobs[status.value] = jobs.get(status.value, 0) + count
+            jobs[status] = jobs.get(status, 0) + count
 
     def read(self) -> dict[str, TaskCounts]:
-        """A consistent copy of every count, by task name."""
+        """A consistent copy of every count, by task name (every counted status present, 0 if none)."""
         with self._lock:
             return {
-                name: TaskCounts(dict(c.jobs), c.retries, c.duration.copy(), c.lateness.copy())
+                name: TaskCounts(
+                    {status: c.jobs.get(JobStatus(status), 0) for status in COUNTED_STATUSES},
+                    c.retries,
+                    c.duration.copy(),
+                    c.lateness.copy(),
+                )
                 for name, c in self._tasks.items()
             }
 
