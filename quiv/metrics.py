@@ -158,7 +158,7 @@ class _Families:
         )
         self.oldest = GaugeMetricFamily(
             "quiv_oldest_running_job_age_seconds",
-            "How long the longest-running job of this process has been running (0 when none runs).",
+            "How long the longest-running job has been running, 0 when none runs (shared: of any process).",
         )
         self.live_workers = GaugeMetricFamily(
             "quiv_live_workers", "Processes sharing the database whose heartbeat is recent enough."

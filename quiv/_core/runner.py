@@ -21,6 +21,11 @@ from quiv._enums import JobStatus
 
 __all__ = ["JobRunner", "ProgressHook"]
 
+#: A handler reporting progress in a tight loop holds the GIL: the event loop's thread, waiting
+#: for it, gets it only at the next forced switch (5 ms by default) and needs it again at every
+#: wake-up. Once in this many reports the hook releases it (``time.sleep(0)``), so the loop runs.
+GIL_OFFER_EVERY = 256
+
 
 class JobRunner:
     """Calls handlers; one per scheduler."""
@@ -103,13 +108,14 @@ class JobRunner:
 class ProgressHook:
     """The ``_progress_hook`` a handler receives: forwards any payload to the task's callback."""
 
-    __slots__ = ("_dispatcher", "_job_id", "_runner", "_task")
+    __slots__ = ("_calls", "_dispatcher", "_job_id", "_runner", "_task")
 
     def __init__(self, runner: JobRunner, task: TaskState, job_id: str) -> None:
         self._runner = runner
         self._dispatcher = runner.dispatcher
         self._task = task
         self._job_id = job_id
+        self._calls = 0
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
         # Called thousands of times a second by chatty handlers: keep it flat.
@@ -125,6 +131,10 @@ class ProgressHook:
         if listeners.progress:
             report = ProgressReport(task.id, task.name, self._job_id, args, kwargs, self._runner.now())
             listeners.report_progress(report)
+        calls = self._calls + 1  # a race between threads sharing a hook only shifts the offer
+        self._calls = calls
+        if not calls % GIL_OFFER_EVERY:
+            time.sleep(0)  # offer the GIL to the loop's thread (the live stream's taps never post)
 
     def __repr__(self) -> str:
         return f"<progress hook of task {self._task.name!r}>"

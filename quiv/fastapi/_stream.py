@@ -261,10 +261,13 @@ class EventStream:
                 try:
                     await asyncio.wait_for(websocket.send_text(text), self.send_timeout)
                 except asyncio.TimeoutError:
-                    self.slow_disconnects += 1
-                    self.scheduler.logger.warning(
-                        "quiv event stream: dropping a client whose send took over %.1f s", self.send_timeout
-                    )
+                    if client.close_code is None:  # not already cut off by the full-lane rule
+                        self.slow_disconnects += 1
+                        self.scheduler.logger.warning(
+                            "quiv event stream: dropping a client whose send took over %.1f s",
+                            self.send_timeout,
+                        )
+                        client.close(SLOW_CLIENT_CLOSE_CODE, "client too slow")
                     await self._close_quietly(websocket, SLOW_CLIENT_CLOSE_CODE, "client too slow")
                     return
                 except Exception:
