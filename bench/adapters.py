@@ -24,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -32,6 +34,12 @@ from typing import Any
 __all__ = ["TARGETS", "Adapter", "ApsAdapter", "QuivAdapter", "UnsupportedError", "make_adapter"]
 
 TARGETS = ("ours", "quiv140", "aps", "aps-sqlite")
+#: Set (by ``run.py --instrument``) to run ours with ``metrics``, ``traces`` or ``both`` turned on.
+INSTRUMENT_ENV = "QUIV_BENCH_INSTRUMENT"
+#: The share of job spans the tracer provider samples (``run.py --trace-sample``; default 1: every job).
+TRACE_SAMPLE_ENV = "QUIV_BENCH_TRACE_SAMPLE"
+#: How often the instrumented run renders its metrics, as a scrape would.
+SCRAPE_SECONDS = 1.0
 
 # Every library's own logging is cut to errors, identically for all targets: a
 # warning per job (for example "pool busy") written to stderr would measure the
@@ -115,6 +123,8 @@ class QuivAdapter(Adapter):
         self.name = name
         self.hooks = "underscore" if name == "ours" else "plain"
         self._sched: Any = None
+        #: Set to stop the scrape thread of an instrumented run.
+        self._scraper: threading.Event | None = None
 
     def preload(self) -> None:
         import quiv  # noqa: F401
@@ -133,6 +143,9 @@ class QuivAdapter(Adapter):
         else:
             # quiv 1.4.0 resolves the main loop when start() runs inside it.
             self._sched = Quiv(pool_size=pool_size, history_retention_seconds=retention)
+        what = os.environ.get(INSTRUMENT_ENV, "")
+        if self.name == "ours" and what:
+            self._scraper = _instrument(self._sched, what, float(os.environ.get(TRACE_SAMPLE_ENV, "1")))
 
     def add(
         self,
@@ -162,6 +175,8 @@ class QuivAdapter(Adapter):
 
     def shutdown(self) -> None:
         self._sched.shutdown()
+        if self._scraper is not None:
+            self._scraper.set()
 
     def cancel(self, job_id: str) -> bool:
         return bool(self._sched.cancel_job(job_id))
@@ -185,6 +200,51 @@ class QuivAdapter(Adapter):
 
     def raw(self) -> Any:
         return self._sched
+
+
+def _instrument(scheduler: Any, what: str, sample: float) -> threading.Event:
+    """Turn quiv's extras on the way a production app would; return the scrape thread's stop flag.
+
+    ``what`` is ``metrics``, ``traces`` or ``both``. Prometheus: a collector on
+    its own registry, scraped (rendered to text) every second by a thread.
+    OpenTelemetry: the SDK with a batch processor whose exporter drops the
+    spans (as one sending them to a collector would, off the jobs' threads,
+    without keeping them in memory), sampling ``sample`` of the jobs (1:
+    every one).
+    """
+    stop = threading.Event()
+    if what in ("traces", "both"):
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+        from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio
+
+        from quiv.tracing import instrument
+
+        class Dropped(SpanExporter):
+            def export(self, spans: Any) -> SpanExportResult:
+                return SpanExportResult.SUCCESS
+
+        provider = TracerProvider(sampler=ParentBasedTraceIdRatio(sample))
+        provider.add_span_processor(BatchSpanProcessor(Dropped()))
+        instrument(scheduler, tracer_provider=provider)
+    if what not in ("metrics", "both"):
+        return stop
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from quiv.metrics import QuivCollector
+
+    registry = CollectorRegistry()
+    registry.register(QuivCollector(scheduler))
+
+    def scrape() -> None:
+        while not stop.wait(SCRAPE_SECONDS):
+            try:
+                generate_latest(registry)
+            except Exception as exc:  # the measurement goes on; say why the scrape failed
+                print(f"scrape failed: {exc!r}", file=sys.stderr)
+
+    threading.Thread(target=scrape, name="bench-scrape", daemon=True).start()
+    return stop
 
 
 class ApsAdapter(Adapter):

@@ -7,6 +7,11 @@ Usage (from the repository root)::
     python bench/run.py --smoke        # CI: ours only, current interpreter, no venv, no network, ~10-20 s
     python bench/run.py --targets ours,aps --scenarios throughput,latency --reps 5
     python bench/run.py --ours-ref HEAD  # measure a commit instead of the working tree
+    python bench/run.py --targets ours --scenarios throughput --instrument --cache-dir /tmp/bench-instr
+                                       # ours with its Prometheus metrics (scraped every second) and
+                                       # OpenTelemetry traces on (a separate cache: the extras get installed);
+                                       # --instrument metrics|traces for one of them, --trace-sample 0.1
+                                       # to sample a tenth of the jobs
     python bench/run.py --list         # the cases and their sizes
     python bench/run.py --compare bench/results/before-redesign.json bench/results/latest.json
                                        # markdown table of two runs side by side (ours; --targets for more)
@@ -59,6 +64,11 @@ PEER_REQUIREMENTS: dict[str, list[str]] = {
 }
 #: Installed beside ours (quiv.fastapi's router, called in-process through httpx).
 OURS_EXTRA_REQUIREMENTS = ["fastapi>=0.110", "httpx>=0.27"]
+#: Also installed beside ours for an ``--instrument`` run.
+INSTRUMENT_REQUIREMENTS = ["prometheus-client>=0.17", "opentelemetry-api>=1.20", "opentelemetry-sdk>=1.20"]
+#: The variables bench/adapters.py reads to instrument ours (its INSTRUMENT_ENV and TRACE_SAMPLE_ENV).
+INSTRUMENT_ENV = "QUIV_BENCH_INSTRUMENT"
+TRACE_SAMPLE_ENV = "QUIV_BENCH_TRACE_SAMPLE"
 #: Which environment runs which target.
 ENV_OF = {"ours": "ours", "quiv140": "quiv140", "aps": "aps", "aps-sqlite": "aps"}
 
@@ -264,7 +274,7 @@ def ensure_peer_env(cache: Path, name: str) -> Path:
     return python
 
 
-def ensure_ours_env(cache: Path, ref: str | None) -> tuple[Path, str | None]:
+def ensure_ours_env(cache: Path, ref: str | None, extra: list[str] | None = None) -> tuple[Path, str | None]:
     """A venv holding this repository's quiv, reinstalled on every run.
 
     ``ref`` None installs the working tree as it is; a git ref (``HEAD``, a
@@ -309,12 +319,12 @@ def ensure_ours_env(cache: Path, ref: str | None) -> tuple[Path, str | None]:
             _log(
                 "[setup] no pyproject.toml yet: ours runs from the tree, its dependencies installed beside it"
             )
-            _pip(python, "install", "sqlmodel", "typing_extensions", *OURS_EXTRA_REQUIREMENTS)
+            _pip(python, "install", "sqlmodel", "typing_extensions", *OURS_EXTRA_REQUIREMENTS, *(extra or []))
             return python, str(REPO)
         _log(f"[setup] installing ours from {ref or 'the working tree'} into {venv}")
         subprocess.run([str(python), "-m", "pip", "uninstall", "-y", "-q", "quiv"], capture_output=True)
         # fastapi and httpx for the jobs API scenario (quiv.fastapi's router called in-process).
-        _pip(python, "install", str(src), *OURS_EXTRA_REQUIREMENTS)
+        _pip(python, "install", str(src), *OURS_EXTRA_REQUIREMENTS, *(extra or []))
     return python, None
 
 
@@ -460,6 +470,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None, help="output stem (default bench/results/latest)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG")
     p.add_argument("--no-docs", action="store_true", help="do not rewrite the table in docs/benchmarks.md")
+    p.add_argument(
+        "--instrument",
+        nargs="?",
+        const="both",
+        choices=("metrics", "traces", "both"),
+        default=None,
+        help="run ours with its Prometheus metrics (scraped every second), its OpenTelemetry traces "
+        "(SDK, batch processor, spans dropped by the exporter) or both (the default) turned on; use a "
+        "separate --cache-dir",
+    )
+    p.add_argument(
+        "--trace-sample",
+        type=float,
+        default=1.0,
+        metavar="RATIO",
+        help="with --instrument: the share of jobs traced (default 1: every job)",
+    )
     p.add_argument("--list", action="store_true", help="print the cases and exit")
     p.add_argument(
         "--compare",
@@ -499,6 +526,10 @@ def main(argv: list[str]) -> int:
             print(f"{c.key:20} {c.scenario:12} {','.join(c.targets):32} {c.params}  slow:{c.slow_params}")
         return 0
 
+    if args.instrument:
+        # Read by bench/adapters.py in every measurement process.
+        os.environ[INSTRUMENT_ENV] = args.instrument
+        os.environ[TRACE_SAMPLE_ENV] = str(args.trace_sample)
     out_stem: Path = args.out or (HERE / "results" / ("latest" if mode == "full" else f"tmp/{mode}"))
     out_stem.parent.mkdir(parents=True, exist_ok=True)
 
@@ -516,7 +547,9 @@ def main(argv: list[str]) -> int:
             env = ENV_OF[target]
             try:
                 if env == "ours":
-                    pythons[target], extra_path[target] = ensure_ours_env(args.cache_dir, args.ours_ref)
+                    extra = INSTRUMENT_REQUIREMENTS if args.instrument else None
+                    python, path = ensure_ours_env(args.cache_dir, args.ours_ref, extra)
+                    pythons[target], extra_path[target] = python, path
                 else:
                     pythons[target] = ensure_peer_env(args.cache_dir, env)
                     extra_path[target] = None
@@ -570,6 +603,8 @@ def main(argv: list[str]) -> int:
     meta = machine_info(args.ours_ref, loadavg_start)
     meta.update(
         ours_source=args.ours_ref or "working tree",
+        instrumented=args.instrument or "no",
+        trace_sample=args.trace_sample if args.instrument in ("traces", "both") else None,
         mode=mode,
         reps=reps,
         targets=list(targets),

@@ -285,6 +285,9 @@ class Engine:
                         (task.name, self.fmt(due), now - due, task.settings.misfire_grace),
                     )
                 )
+                instruments = self.runner.instruments
+                if instruments is not None:
+                    instruments.skipped(task.name, JobStatus.MISSED)
                 self.apply_locked(task, plan)
         return None
 

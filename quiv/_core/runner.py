@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from quiv._core.context import JobContext, current_job
+from quiv._core.instruments import Instruments
 from quiv._core.task import JobState, TaskState
 from quiv._delivery.dispatch import Dispatcher, run_coroutine_blocking, set_in_job_thread
 from quiv._delivery.events import Listeners
@@ -41,17 +42,34 @@ class JobRunner:
         self.dispatcher: Dispatcher = listeners.dispatcher
         self.logger = logger
         self.now = now
+        #: Metrics and traces (see :mod:`quiv._core.instruments`); None until asked for.
+        self.instruments: Instruments | None = None
 
     def run(self, job: JobState) -> tuple[JobStatus, str | None]:
         """Run ``job``'s handler on this thread; return how it ended."""
-        if job.stop.is_set() or job.stop_requested():
-            return JobStatus.CANCELLED, job.cancel_reason or "cancelled before it started"
-        status, error = self._call(job)
-        if status is JobStatus.COMPLETED and job.stop_requested():
-            status, error = JobStatus.CANCELLED, job.cancel_reason or "cancelled"
+        instruments = self.instruments
+        if instruments is None:
+            return self._outcome(job)[:2]
+        handle = instruments.start(job)
+        began = time.perf_counter()
+        status: JobStatus = JobStatus.FAILED
+        error: str | None = "quiv internal error; see the log"
+        exc: BaseException | None = None
+        try:
+            status, error, exc = self._outcome(job)
+        finally:
+            instruments.end(job, handle, status, error, exc, time.perf_counter() - began)
         return status, error
 
-    def _call(self, job: JobState) -> tuple[JobStatus, str | None]:
+    def _outcome(self, job: JobState) -> tuple[JobStatus, str | None, BaseException | None]:
+        if job.stop.is_set() or job.stop_requested():
+            return JobStatus.CANCELLED, job.cancel_reason or "cancelled before it started", None
+        status, error, exc = self._call(job)
+        if status is JobStatus.COMPLETED and job.stop_requested():
+            status, error = JobStatus.CANCELLED, job.cancel_reason or "cancelled"
+        return status, error, exc
+
+    def _call(self, job: JobState) -> tuple[JobStatus, str | None, BaseException | None]:
         task = job.task
         settings = task.settings
         try:
@@ -60,7 +78,8 @@ class JobRunner:
             self.logger.error(
                 "job %s of task %r: could not unpickle its arguments: %s", job.id, task.name, exc
             )
-            return JobStatus.FAILED, f"could not unpickle the task's arguments: {type(exc).__name__}: {exc}"
+            why = f"could not unpickle the task's arguments: {type(exc).__name__}: {exc}"
+            return JobStatus.FAILED, why, exc
         plan = task.plan
         if plan.job_id:
             kwargs["_job_id"] = job.id
@@ -79,11 +98,11 @@ class JobRunner:
                 self.logger.exception("job %s of task %r failed", job.id, task.name)
             else:
                 self.logger.error("job %s of task %r raised %s", job.id, task.name, type(exc).__name__)
-            return JobStatus.FAILED, f"{type(exc).__name__}: {exc}"
+            return JobStatus.FAILED, f"{type(exc).__name__}: {exc}", exc
         finally:
             current_job.reset(token)
             set_in_job_thread(False)
-        return JobStatus.COMPLETED, None
+        return JobStatus.COMPLETED, None, None
 
 
 class ProgressHook:

@@ -16,10 +16,11 @@ and their :class:`~quiv._delivery.dispatch.Dispatcher`, and the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import tzinfo
 from typing import TYPE_CHECKING, Any, ClassVar, overload
 
@@ -38,6 +39,7 @@ from quiv._core.context import current_job
 from quiv._core.engine import RUNNING, STOPPED, STOPPING, Engine
 from quiv._core.handlers import injection_plan, is_async_callable
 from quiv._core.ids import new_id
+from quiv._core.instruments import Instruments, JobMetrics, JobTracer
 from quiv._core.runner import JobRunner
 from quiv._core.task import TaskState, job_model, utc
 from quiv._core.waiters import AsyncWaiter, SyncWaiter, Waiter, release_all
@@ -357,17 +359,26 @@ class Quiv:
         """
         leading = (interval, delay, run_once, fixed_interval, args, kwargs, progress_callback)
         given = dict(zip(POSITIONAL, leading, strict=True))
-        return self._add_options(task_name, func, {**given, **options})
+        instruments = self._engine.runner.instruments
+        origin = None if instruments is None else instruments.capture("add_task")
+        return self._add_options(task_name, func, {**given, **options}, origin)
 
-    def _add_options(self, task_name: str, func: Callable[..., Any], options: dict[str, Any]) -> str:
+    def _add_options(
+        self, task_name: str, func: Callable[..., Any], options: dict[str, Any], origin: object | None = None
+    ) -> str:
         if not callable(func):
             raise HandlerRegistrationError(f"func for task {task_name!r} must be callable, got {func!r}")
         settings = TaskSettings.validate(options, task_name=task_name, default_timezone=self.timezone)
         check_task_handler(func, options.get("args"), options.get("kwargs"))
-        return self._add_settings(task_name, func, settings)
+        return self._add_settings(task_name, func, settings, origin)
 
-    def _add_settings(self, task_name: str, func: Callable[..., Any], settings: TaskSettings) -> str:
-        """Add a task whose options and handler were checked (by add_task or a declaration)."""
+    def _add_settings(
+        self, task_name: str, func: Callable[..., Any], settings: TaskSettings, origin: object | None = None
+    ) -> str:
+        """Add a task whose options and handler were checked (by add_task or a declaration).
+
+        ``origin`` is the trace link of the ``add_task`` call, when a tracer is attached.
+        """
         plan = injection_plan(func)
         callback = settings.progress_callback
         progress_is_async = callback is not None and is_async_callable(callback)
@@ -380,6 +391,7 @@ class Quiv:
             settings=settings,
             created=self._now(),
             progress_is_async=progress_is_async,
+            origin=origin,
         )
         if self._durable is not None:
             with self._lock:
@@ -534,9 +546,11 @@ class Quiv:
         """
         task_id = _check_id(task_id, "task_id")
         self._dispatcher.note_caller()
+        instruments = self._engine.runner.instruments
+        link = None if instruments is None else instruments.capture("run_task_immediately")
         if self._durable is not None:
             self._check_open()
-            return self._durable.run_now(task_id)
+            return self._durable.run_now(task_id, link)
         with self._lock:
             self._engine.check_readable_locked()
             task = self._engine.tasks.get(task_id)
@@ -547,7 +561,11 @@ class Quiv:
                     f"task {task_id!r} is a run-once task that has already started; it cannot run again"
                 )
             self._open_locked()
-            self._engine.apply_locked(task, task.run_now(self._now()))
+            now = self._now()
+            self._engine.apply_locked(task, task.run_now(now))
+            if link is not None and instruments is not None:
+                # Before the lock is let go: no worker can have started the run yet.
+                instruments.expect(task.id, now, link)
         return 1
 
     def get_task(self, task_id: str) -> Task:
@@ -856,6 +874,49 @@ class Quiv:
         ``AmbiguousTaskError`` if several declarations match.
         """
         return self._declarations.task_id(func, name)
+
+    def _instrument(
+        self, *, metrics: JobMetrics | None = None, tracer: JobTracer | None = None
+    ) -> Instruments:
+        """Attach a metrics recorder and/or a tracer; return what is attached now.
+
+        Internal: :mod:`quiv.metrics` and :mod:`quiv.tracing` call it. A
+        scheduler has at most one of each: one attached earlier is kept (and
+        returned), so two collectors of one scheduler read the same counts.
+        Jobs that start afterwards are observed; nothing else changes.
+        """
+        runner = self._engine.runner
+        with self._lock:
+            current = runner.instruments
+            instruments = Instruments(
+                self.logger,
+                metrics if current is None or current.metrics is None else current.metrics,
+                tracer if current is None or current.tracer is None else current.tracer,
+            )
+            runner.instruments = instruments
+        return instruments
+
+    def _incoming_trace(self, headers: Mapping[str, str]) -> contextlib.AbstractContextManager[None]:
+        """Around a call made for an HTTP request: its ``traceparent`` becomes current when no span is.
+
+        Does nothing unless a tracer is attached. Internal: ``quiv.fastapi``'s
+        "run now" route uses it, so the run links to the caller's trace even
+        when the application does not trace its requests itself.
+        """
+        instruments = self._engine.runner.instruments
+        if instruments is None or instruments.tracer is None:
+            return contextlib.nullcontext()
+        return instruments.tracer.incoming(headers)
+
+    def _worker_health(self) -> tuple[int, float | None, float | None] | None:
+        """With a ``database_url``: live processes, this one's heartbeat age, the stalest one's (seconds).
+
+        None in the default mode. Internal: the Prometheus collector reads it.
+        """
+        if self._durable is None:
+            return None
+        self._check_readable()
+        return self._durable.worker_health()
 
     def _add_progress_tap(self, tap: ProgressTap) -> None:
         """Call ``tap(task_id, task_name, job_id, args, kwargs)`` in the job's thread for each report.

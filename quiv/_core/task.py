@@ -149,6 +149,8 @@ class TaskState:
     cycle_due: float | None = None
     #: The scheduled run's place in the schedule before jitter.
     nominal: float = 0.0
+    #: The trace context ``add_task`` was called in, as a link every job of the task carries (tracing only).
+    origin: object | None = None
 
     # ----------------------------------------------------------------- views
     def view(self) -> TaskView:

@@ -473,13 +473,19 @@ class Coordinator:
 
     # -------------------------------------------------------------- events
     def _emit_missed(self, view: TaskView, row: JobRow) -> None:
+        instruments = self.runner.instruments
+        if instruments is not None:
+            instruments.skipped(row.task_name, JobStatus.MISSED)
         listeners = self.listeners.of(Event.JOB_MISSED)
         if listeners:
             self.listeners.emit_job(Event.JOB_MISSED, view, tuple(row), listeners=listeners)
 
     def _emit_abandoned(self, abandoned: list[tuple[TaskView, JobRow]]) -> None:
+        instruments = self.runner.instruments
         for view, row in abandoned:
             self.logger.error("job %s of task %r %s", row.id, row.task_name, row.error_message)
+            if instruments is not None:
+                instruments.skipped(row.task_name, JobStatus.ABANDONED)
             listeners = self.listeners.of(Event.JOB_FAILED)
             if listeners:
                 self.listeners.emit_job(Event.JOB_FAILED, view, tuple(row), listeners=listeners)

@@ -166,15 +166,20 @@ class DurableMode:
         )
         self.listeners.emit_task(Event.TASK_RESUMED, view)
 
-    def run_now(self, task_id: str) -> int:
+    def run_now(self, task_id: str, link: object | None = None) -> int:
         self.coordinator.prepare()
+        instruments = self.coordinator.runner.instruments
 
         def step(state: TaskState, now: float) -> Plan:
             if not state.can_run_now():
                 raise TaskNotScheduledError(
                     f"task {task_id!r} is a run-once task that has already started; it cannot run again"
                 )
-            return state.run_now(now)
+            plan = state.run_now(now)
+            if link is not None and instruments is not None:
+                # Before the commit: this process may claim the run as soon as it is visible.
+                instruments.expect(state.id, now, link)
+            return plan
 
         self.coordinator.transition(task_id, "run a task now", step)
         return 1
@@ -326,6 +331,18 @@ class DurableMode:
         """The processes registered in the database (with the database's time now), for ``quiv stats``."""
         self.coordinator.prepare()
         return self.store.list_workers()
+
+    def worker_health(self) -> tuple[int, float | None, float | None]:
+        """Live processes, this one's heartbeat age and the stalest live one's, from the workers table.
+
+        A process counts as live while its last heartbeat is at most
+        ``dead_after_seconds`` old (database clock), whether or not another
+        process has swept it yet.
+        """
+        now, rows = self.workers()
+        ages = {row.id: max(0.0, now - row.heartbeat_at) for row in rows}
+        live = [age for age in ages.values() if age <= self.coordinator.dead_after]
+        return len(live), ages.get(self.coordinator.worker_id), max(live, default=None)
 
     # -------------------------------------------------------------- relay
     def subscribe(self, sink: Callable[[dict[str, Any]], None]) -> None:

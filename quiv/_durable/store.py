@@ -366,6 +366,7 @@ class DurableStore:
             retry=None if m["retry_attempt"] is None else (m["retry_attempt"], m["retry_of"]),
             cycle_due=m["cycle_due"],
             nominal=m["nominal"],
+            origin=base.origin if base is not None else None,
         )
         running = m["running_job"]
         if running is not None:

@@ -13,6 +13,7 @@ Every path is relative to the router's ``prefix`` (or the one given to
     GET    /jobs/{job_id}             one job                       404
     POST   /jobs/{job_id}/cancel      cancel a running job   (202)  404, 409
     GET    /stats                     counts for a dashboard
+    GET    /metrics                   Prometheus metrics (metrics=True)
     GET    /dashboard                 the HTML dashboard
     WS     /ws                        the live event stream
 
@@ -32,10 +33,10 @@ from enum import Enum
 from importlib import resources
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from fastapi import APIRouter, HTTPException, Path, Query, WebSocket, params
+from fastapi import APIRouter, HTTPException, Path, Query, Request, WebSocket, params
 from fastapi import status as http
 from fastapi.requests import HTTPConnection
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from starlette.types import Receive, Scope, Send
 
@@ -153,6 +154,7 @@ def quiv_router(
     expose_arguments: bool = False,
     title: str = "quiv",
     allowed_origins: Sequence[str] | None = None,
+    metrics: bool = False,
 ) -> APIRouter:
     """Build an ``APIRouter`` that controls ``scheduler``; nothing is served until it is included.
 
@@ -170,11 +172,17 @@ def quiv_router(
     ``allowed_origins`` (``"*"`` allows any), or, by default, the origin of the
     request itself (same scheme, host and port). Anything else is answered 403.
     Requests without an ``Origin`` (scripts, servers) are not affected.
+
+    ``metrics=True`` adds ``GET /metrics``: the scheduler's Prometheus
+    metrics (:class:`quiv.metrics.QuivCollector`, which needs
+    ``quiv[prometheus]``), behind the same dependencies as every other route.
     """
     if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
         raise InvalidArgumentError(f"page_size must be an int >= 1, got {page_size!r}")
     if isinstance(max_page_size, bool) or not isinstance(max_page_size, int) or max_page_size < page_size:
         raise InvalidArgumentError(f"max_page_size must be an int >= page_size, got {max_page_size!r}")
+    if not isinstance(metrics, bool):
+        raise InvalidArgumentError(f"metrics must be a bool, got {metrics!r}")
     if stream is not None and stream.scheduler is not scheduler:
         raise InvalidArgumentError("stream was built for another scheduler")
     if allowed_origins is not None and (
@@ -215,12 +223,13 @@ def quiv_router(
         status_code=http.HTTP_202_ACCEPTED,
         responses=_responses(404, 409),
     )
-    def run_task(task_id: TaskId) -> QuivRunResult:
+    def run_task(task_id: TaskId, request: Request) -> QuivRunResult:
         """Run the task now, outside its schedule (a paused task runs once and stays paused).
 
         409 if it is a run-once task that has already started.
         """
-        with _http_errors():
+        # With tracing on, the job links to the caller's trace (its traceparent header).
+        with _http_errors(), scheduler._incoming_trace(request.headers):
             queued = scheduler.run_task_immediately(task_id)
         return QuivRunResult(task_id=task_id, queued=queued)
 
@@ -314,6 +323,9 @@ def quiv_router(
         with _http_errors():
             return QuivStats.model_validate(scheduler.stats().model_dump())
 
+    if metrics:
+        _add_metrics_route(router, scheduler)
+
     if dashboard:
         html = _dashboard_html(title, websocket, page_size)
 
@@ -334,6 +346,37 @@ def quiv_router(
 
     _answer_405_with_every_allowed_method(router)
     return router
+
+
+def _add_metrics_route(router: APIRouter, scheduler: "Quiv") -> None:
+    """``GET /metrics``: the scheduler's metrics in the format the scraper asks for."""
+    try:
+        from prometheus_client import CollectorRegistry
+        from prometheus_client.exposition import choose_encoder
+
+        from quiv.metrics import QuivCollector
+    except ImportError:
+        raise ConfigurationError(
+            'quiv_router(metrics=True) needs prometheus-client: pip install "quiv[prometheus]"'
+        ) from None
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(QuivCollector(scheduler))
+
+    @router.get(
+        "/metrics",
+        name="quiv_metrics",
+        response_class=Response,
+        responses={
+            200: {"content": {"text/plain": {}}, "description": "Prometheus text exposition."},
+            503: _ERRORS[503],
+        },
+    )
+    def show_metrics(request: Request) -> Response:
+        """The scheduler's Prometheus metrics: job counts and histograms by task, workers, tasks."""
+        if scheduler.stopped:
+            raise HTTPException(http.HTTP_503_SERVICE_UNAVAILABLE, "the scheduler has been shut down")
+        encode, content_type = choose_encoder(request.headers.get("accept", ""))
+        return Response(encode(registry), media_type=content_type, headers={"Cache-Control": "no-store"})
 
 
 class _AllowEveryMethod(APIRoute):
