@@ -857,6 +857,19 @@ class Quiv:
         """
         return self._declarations.task_id(func, name)
 
+    def _subscribe_remote(self, sink: Callable[[dict[str, Any]], None]) -> None:
+        """Hand the live events and progress of *other* processes to ``sink`` (any thread).
+
+        Only the shared PostgreSQL mode with ``notify`` relays anything; the live
+        stream of :mod:`quiv.fastapi` subscribes while it has clients.
+        """
+        if self._durable is not None:
+            self._durable.subscribe(sink)
+
+    def _unsubscribe_remote(self, sink: Callable[[dict[str, Any]], None]) -> None:
+        if self._durable is not None:
+            self._durable.unsubscribe(sink)
+
     def __repr__(self) -> str:
         if self._durable is not None:
             tasks = len(self._durable.coordinator.local)

@@ -38,7 +38,8 @@ from quiv._core.task import JobState, Plan, TaskState, TaskView, job_model
 from quiv._core.waiters import WaiterRegistry, release_all
 from quiv._core.watchdog import Watchdog
 from quiv._delivery.events import Listeners
-from quiv._durable.store import DurableStore, _Local, definition_hash
+from quiv._durable.relay import CHANNEL, Relay, Sink
+from quiv._durable.store import DurableStore, PresumedDead, _Local, definition_hash
 from quiv._enums import Event, JobStatus
 from quiv._exceptions import ConfigurationError, DatabaseError, SchedulerStoppedError
 from quiv._store.base import JobRow
@@ -107,6 +108,8 @@ class Coordinator:
         self._watchdog: Watchdog[JobState] = Watchdog(clock, self._expire)
         self._outage_since: float | None = None
         self._outage_lock = threading.Lock()
+        self._reincarnating = threading.Lock()
+        self.relay = Relay(store, lambda: self.worker_id, listeners, logger) if self.notify else None
 
     # ------------------------------------------------------------ set-up
     def prepare(self) -> None:
@@ -144,7 +147,10 @@ class Coordinator:
         if not self.store.postgres:
             # One process per file (the file lock says so): every other worker row is a dead run's.
             self._emit_abandoned(self.store.sweep(-1e18)[0])
-        self.store.register_worker(self.worker_id, list(self.local))
+        wants = self.relay is not None and bool(self.relay.sinks)
+        self.store.register_worker(self.worker_id, list(self.local), wants_events=wants)
+        if self.relay is not None:
+            self.relay.send(self.store.events_wanted())
         with self.lock:
             self.phase = RUNNING
         self._spawn("quiv-claimer", self._claim_loop)
@@ -194,6 +200,13 @@ class Coordinator:
                 self._failed(exc)
                 self._wake.wait(backoff)
                 backoff = min(RETRY_MAX_SECONDS, backoff * 2)
+                continue
+            except PresumedDead:
+                try:
+                    self._reincarnate()
+                except DatabaseError as exc:
+                    self._failed(exc)
+                    self._wake.wait(backoff)
                 continue
             except Exception:  # a bug in quiv: log it and keep claiming
                 self.logger.exception("quiv's claim loop failed; it carries on")
@@ -340,6 +353,8 @@ class Coordinator:
                         "quiv presumed %d silent process(es) dead: %s", len(dead), ", ".join(dead)
                     )
                 self._emit_abandoned(abandoned)
+                if self.relay is not None:
+                    self.relay.send(self.store.events_wanted())
                 with self.lock:
                     mine = bool(self.live)
                 if mine:
@@ -355,8 +370,19 @@ class Coordinator:
             except Exception:
                 self.logger.exception("quiv's heartbeat failed; it carries on")
 
+    def forget(self, name: str) -> None:
+        """The task of this name was removed: it may be added again here."""
+        with self.lock:
+            self.local.pop(name, None)
+
     def _reincarnate(self) -> None:
+        with self._reincarnating:
+            self._reincarnate_once()
+
+    def _reincarnate_once(self) -> None:
         old = self.worker_id
+        if not self.store.worker_gone(old):
+            return  # the other thread did it already
         self.worker_id = str(uuid.uuid4())
         self.logger.warning(
             "this process (worker %s) was presumed dead by the others (no heartbeat for %g s): the jobs "
@@ -366,7 +392,20 @@ class Coordinator:
             self.dead_after,
             self.worker_id,
         )
-        self.store.register_worker(self.worker_id, list(self.local))
+        wants = self.relay is not None and bool(self.relay.sinks)
+        self.store.register_worker(self.worker_id, list(self.local), wants_events=wants)
+
+    def subscribe(self, sink: Sink) -> None:
+        """Hand the live events of the other processes to ``sink`` (PostgreSQL with NOTIFY only)."""
+        relay = self.relay
+        if relay is not None and relay.subscribe(sink) and self.phase == RUNNING:
+            self.store.set_wants_events(self.worker_id, True)
+
+    def unsubscribe(self, sink: Sink) -> None:
+        relay = self.relay
+        if relay is not None and relay.unsubscribe(sink) and self.phase == RUNNING:
+            with contextlib.suppress(DatabaseError):
+                self.store.set_wants_events(self.worker_id, False)
 
     # ---------------------------------------------------------- listener
     def _listen_loop(self) -> None:
@@ -380,11 +419,15 @@ class Coordinator:
                 with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
                     conn.execute("LISTEN quiv_wake")
                     conn.execute("LISTEN quiv_cancel")
+                    conn.execute(f"LISTEN {CHANNEL}")
                     backoff = RETRY_SECONDS
                     self._wake.set()  # what changed while we were not listening
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=1.0):
-                            if note.channel == "quiv_cancel":
+                            if note.channel == CHANNEL:
+                                if self.relay is not None:
+                                    self.relay.receive(note.payload)
+                            elif note.channel == "quiv_cancel":
                                 self.cancel_local(
                                     note.payload, "cancelled by cancel_job() in another process"
                                 )
@@ -445,6 +488,8 @@ class Coordinator:
         for _ in range(self.pool_size):
             self._queue.put(None)
         self._watchdog.close()
+        if self.relay is not None:
+            self.relay.close()
         release_all(
             waiters, None, SchedulerStoppedError("the scheduler shut down before the job ended"), self.logger
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import tzinfo
 from typing import TYPE_CHECKING, Any
 
@@ -127,6 +128,7 @@ class DurableMode:
 
     def remove(self, task_id: str) -> None:
         view, running = self.store.remove(task_id)
+        self.coordinator.forget(view.name)
         if running is not None:
             self.coordinator.cancel_local(running, "cancelled: its task was removed")
         with self.coordinator.lock:
@@ -144,9 +146,9 @@ class DurableMode:
         view = self.coordinator.transition(task_id, "pause a task", lambda state, _now: state.pause())
         self.listeners.emit_task(Event.TASK_PAUSED, view)
 
-    def resume(self, task_id: str, delay: float) -> None:
+    def resume(self, task_id: str, after: float) -> None:
         view = self.coordinator.transition(
-            task_id, "resume a task", lambda state, now: state.resume(now + delay)
+            task_id, "resume a task", lambda state, now: state.resume(now + after)
         )
         self.listeners.emit_task(Event.TASK_RESUMED, view)
 
@@ -277,6 +279,13 @@ class DurableMode:
             last_wake_at=None if last_wake is None else utc(last_wake),
             last_job_started_at=None if last_start is None else utc(last_start),
         )
+
+    # -------------------------------------------------------------- relay
+    def subscribe(self, sink: Callable[[dict[str, Any]], None]) -> None:
+        self.coordinator.subscribe(sink)
+
+    def unsubscribe(self, sink: Callable[[dict[str, Any]], None]) -> None:
+        self.coordinator.unsubscribe(sink)
 
     # ----------------------------------------------------------- lifecycle
     @property

@@ -29,7 +29,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any, NamedTuple
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     Connection,
@@ -56,13 +55,11 @@ from quiv._durable.schema import jobs, tasks, workers
 from quiv._durable.url import DatabaseTarget
 from quiv._enums import JobStatus, TaskStatus
 from quiv._exceptions import ConfigurationError, DatabaseError, TaskNotFoundError
-from quiv._schedule.cron import CronSchedule
 from quiv._schedule.options import COLUMNS, TaskSettings
-from quiv._schedule.policies import Misfire
 from quiv._schedule.triggers import TOLERANCE, schedule_points
 from quiv._store.base import JobQuery, JobRow
 
-__all__ = ["Claim", "DurableStore", "Ended", "definition_hash"]
+__all__ = ["Claim", "DurableStore", "Ended", "PresumedDead", "definition_hash"]
 
 _OPTION_NAMES = tuple(c.name for c in COLUMNS)
 _SCHEDULE_COLUMNS = frozenset({"interval_seconds", "run_once", "fixed_interval", "cron", "cron_timezone"})
@@ -88,6 +85,10 @@ def _not_declared_here(*_args: Any, **_kwargs: Any) -> None:
 
 
 _ELSEWHERE_PLAN = injection_plan(_not_declared_here)
+
+
+class PresumedDead(Exception):
+    """This process's worker row is gone: the others presumed it dead. Re-register, then go on."""
 
 
 class Claim(NamedTuple):
@@ -163,8 +164,6 @@ class DurableStore:
             )
         else:
             self._insert = _sqlite_insert
-            assert target.path is not None
-            self._lock_file(target.path)
             self.engine = create_engine(
                 target.url,
                 connect_args={"check_same_thread": False, "timeout": 30},
@@ -237,7 +236,13 @@ class DurableStore:
 
     # ------------------------------------------------------------- set-up
     def prepare(self) -> None:
-        """Connect, then create or upgrade the tables (once, whoever else starts now)."""
+        """Connect, then create or upgrade the tables (once, whoever else starts now).
+
+        A SQLite file is locked first: a second process gets a ``ConfigurationError`` here.
+        """
+        if not self.postgres and self._lockfile is None:
+            assert self.target.path is not None
+            self._lock_file(self.target.path)
         try:
             with self._tx("create its tables") as conn:
                 schema.prepare(conn, postgres=self.postgres)
@@ -250,7 +255,24 @@ class DurableStore:
                 ) from None
             raise
 
-    def register_worker(self, worker_id: str, names: Sequence[str]) -> None:
+    def notify_many(self, channel: str, payloads: Sequence[str]) -> None:
+        """Send ``payloads`` on ``channel``, in order, in one transaction."""
+        with self._tx("relay events") as conn:
+            conn.execute(
+                text("SELECT pg_notify(:channel, payload) FROM unnest(CAST(:payloads AS text[])) AS payload"),
+                {"channel": channel, "payloads": list(payloads)},
+            )
+
+    def set_wants_events(self, worker_id: str, wanted: bool) -> None:
+        with self._tx("record this process's interest in events") as conn:
+            conn.execute(update(workers).where(workers.c.id == worker_id).values(wants_events=wanted))
+
+    def events_wanted(self) -> bool:
+        """True if some live process serves a live stream (so events should be relayed)."""
+        with self._tx("read the live processes", self.beat_engine) as conn:
+            return bool(conn.execute(select(func.count()).where(workers.c.wants_events.is_(True))).scalar())
+
+    def register_worker(self, worker_id: str, names: Sequence[str], *, wants_events: bool = False) -> None:
         with self._tx("register this process") as conn:
             now = self.now(conn)
             conn.execute(
@@ -261,6 +283,7 @@ class DurableStore:
                     host=os.uname().nodename,
                     pid=os.getpid(),
                     tasks="\n".join(sorted(names)),
+                    wants_events=wants_events,
                 )
             )
 
@@ -277,6 +300,10 @@ class DurableStore:
             result = conn.execute(update(workers).where(workers.c.id == worker_id).values(heartbeat_at=now))
             return bool(result.rowcount)
 
+    def worker_gone(self, worker_id: str) -> bool:
+        with self._tx("look up this process") as conn:
+            return conn.execute(select(workers.c.id).where(workers.c.id == worker_id)).first() is None
+
     def unregister_worker(self, worker_id: str) -> None:
         with self._tx("unregister this process") as conn:
             conn.execute(delete(workers).where(workers.c.id == worker_id))
@@ -289,26 +316,10 @@ class DurableStore:
         cached = local.seen.get("settings") if local is not None else None
         if cached is not None and cached.columns() == values:
             return cached  # type: ignore[no-any-return]
-        stored = dict(zip(_OPTION_NAMES, values, strict=True))
-        cron_expr, cron_tz = stored["cron"], stored["cron_timezone"]
-        tz = ZoneInfo(cron_tz) if cron_tz else None
-        settings = TaskSettings(
-            interval=stored["interval_seconds"],
-            delay=0.0,
-            run_once=bool(stored["run_once"]),
-            fixed_interval=bool(stored["fixed_interval"]),
-            args=bytes(stored["args"]),
-            kwargs=bytes(stored["kwargs"]),
+        settings = TaskSettings.from_columns(
+            dict(zip(_OPTION_NAMES, values, strict=True)),
             progress_callback=None if local is None else local.state.settings.progress_callback,
-            cron=None if cron_expr is None else CronSchedule(cron_expr, tz or self._tz),
-            cron_timezone=tz,
-            run_at=None,
-            max_retries=int(stored["max_retries"]),
-            retry_backoff=float(stored["retry_backoff"]),
-            timeout=stored["timeout"],
-            jitter=float(stored["jitter"]),
-            misfire=Misfire(stored["misfire"]),
-            misfire_grace=stored["misfire_grace"],
+            default_timezone=self._tz,
         )
         if local is not None:
             local.seen["settings"] = settings
@@ -440,6 +451,14 @@ class DurableStore:
         names = list(local)
         with self._tx("claim due runs") as conn:
             now = self.now(conn)
+            # Lock our worker row against a sweep while claiming: a process presumed dead claims nothing.
+            alive = conn.execute(
+                select(workers.c.id)
+                .where(workers.c.id == worker_id)
+                .with_for_update(read=True, key_share=True)
+            ).first()
+            if alive is None:
+                raise PresumedDead(worker_id)
             claimable = and_(
                 tasks.c.task_name.in_(names),
                 tasks.c.running_job.is_(None),
@@ -533,6 +552,9 @@ class DurableStore:
                 )
             )
             if not result.rowcount:
+                stored = conn.execute(select(jobs.c.status, jobs.c.worker).where(jobs.c.id == job.id)).first()
+                if stored is not None and tuple(stored) == (job.status.value, job.worker):
+                    return Ended(True, None, [])  # an earlier try committed, then the connection broke
                 return Ended(False, None, [])
             job.ended = ended
             row = conn.execute(select(tasks).where(tasks.c.id == job.task.id).with_for_update()).first()
@@ -689,9 +711,11 @@ class DurableStore:
     def task_view(self, task_id: str, local: dict[str, _Local]) -> TaskView:
         with self._tx("read a task") as conn:
             row = conn.execute(select(tasks).where(tasks.c.id == task_id)).first()
+            declared = self._declared(conn) if row is not None else set()
         if row is None:
             raise TaskNotFoundError(f"no task with id {task_id!r}")
-        return self.hydrate(row, local.get(row._mapping["task_name"])).view()
+        name = row._mapping["task_name"]
+        return self.hydrate(row, local.get(name)).view()._replace(declared=name in declared)
 
     def task_views(self, local: dict[str, _Local], include_run_once: bool) -> list[TaskView]:
         statement = select(tasks).order_by(tasks.c.created_at, tasks.c.id)
@@ -699,18 +723,23 @@ class DurableStore:
             statement = statement.where(tasks.c.run_once.is_(False))
         with self._tx("read the tasks") as conn:
             rows = conn.execute(statement).all()
-        return [self.hydrate(row, local.get(row._mapping["task_name"])).view() for row in rows]
+            declared = self._declared(conn)
+        views = []
+        for row in rows:
+            name = row._mapping["task_name"]
+            views.append(self.hydrate(row, local.get(name)).view()._replace(declared=name in declared))
+        return views
+
+    @staticmethod
+    def _declared(conn: Connection) -> set[str]:
+        """The task names some live process declares."""
+        rows = conn.execute(select(workers.c.tasks)).all()
+        return {name for (names,) in rows for name in names.split("\n") if name}
 
     def task_counts(self) -> dict[str, int]:
         with self._tx("count the tasks") as conn:
             rows = conn.execute(select(tasks.c.status, func.count()).group_by(tasks.c.status)).all()
         return {str(status): int(count) for status, count in rows}
-
-    def declared_names(self) -> set[str]:
-        """The task names some live process declares."""
-        with self._tx("read the live processes") as conn:
-            rows = conn.execute(select(workers.c.tasks)).all()
-        return {name for (names,) in rows for name in names.split("\n") if name}
 
     def get_job(self, job_id: str) -> JobRow | None:
         with self._tx("read a job") as conn:

@@ -28,6 +28,7 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
 from typing import Any, Literal, NamedTuple
+from zoneinfo import ZoneInfo
 
 from typing_extensions import TypedDict
 
@@ -402,6 +403,40 @@ class TaskSettings:
         """Check every option given (the rest take their defaults) and freeze them; nothing is stored."""
         check_task_name(task_name)
         return _DEFAULTS.merge(options, task_name=task_name, default_timezone=default_timezone, fresh=True)
+
+    @classmethod
+    def from_columns(
+        cls,
+        stored: Mapping[str, Any],
+        *,
+        progress_callback: Callable[..., Any] | None,
+        default_timezone: tzinfo,
+    ) -> TaskSettings:
+        """The settings a stored task row holds (by column name); the inverse of :meth:`columns`.
+
+        What is not stored comes back neutral: no ``delay`` or ``run_at`` (spent
+        once a task is scheduled), and the ``progress_callback`` the caller has.
+        """
+        cron_expr, tz_name = stored["cron"], stored["cron_timezone"]
+        tz = ZoneInfo(tz_name) if tz_name else None
+        return cls(
+            interval=stored["interval_seconds"],
+            delay=0.0,
+            run_once=bool(stored["run_once"]),
+            fixed_interval=bool(stored["fixed_interval"]),
+            args=bytes(stored["args"]),
+            kwargs=bytes(stored["kwargs"]),
+            progress_callback=progress_callback,
+            cron=None if cron_expr is None else CronSchedule(cron_expr, tz or default_timezone),
+            cron_timezone=tz,
+            run_at=None,
+            max_retries=int(stored["max_retries"]),
+            retry_backoff=float(stored["retry_backoff"]),
+            timeout=stored["timeout"],
+            jitter=float(stored["jitter"]),
+            misfire=Misfire(stored["misfire"]),
+            misfire_grace=stored["misfire_grace"],
+        )
 
     def merge(
         self,

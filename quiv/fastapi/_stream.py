@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket
 
+from quiv._core.task import job_model, utc
+from quiv._delivery.jsonable import jsonable as _jsonable
 from quiv._delivery.progress import ProgressReport
 from quiv._enums import Event
 from quiv._exceptions import InvalidArgumentError
@@ -37,7 +39,6 @@ from quiv.fastapi._schemas import (
     OverflowMessage,
     ProgressMessage,
     TaskEventMessage,
-    _jsonable,
 )
 from quiv.models import Job, Task
 
@@ -246,17 +247,37 @@ class EventStream:
                 self._put(client, text)
 
     def _on_task_event(self, event: Event, task: Task) -> None:
+        self._task_message(event, task.id, task.task_name, str(task.status), task.next_run_at)
+
+    def _task_message(self, event: Event, task_id: str, name: str, status: str, next_run: datetime) -> None:
         message: TaskEventMessage = {
             "event": TASK_EVENT_NAMES[event],
             "at": _now(),
-            "task_id": task.id,
-            "task_name": task.task_name,
-            "status": str(task.status),
-            "next_run_at": _iso(task.next_run_at),
+            "task_id": task_id,
+            "task_name": name,
+            "status": status,
+            "next_run_at": _iso(next_run),
         }
         self.publish(message)
 
-    def _on_job_event(self, event: Event, task: Task, job: Job) -> None:
+    def _on_remote(self, data: dict[str, Any]) -> None:
+        """An event or progress report another process relayed (shared PostgreSQL mode)."""
+        kind = data.get("e")
+        if kind == "progress":
+            task_id, task_name, job_id, args, kwargs, at = data["p"]
+            self._on_progress(ProgressReport(task_id, task_name, job_id, tuple(args), kwargs, utc(at)))
+            return
+        try:
+            event = Event(kind)
+        except ValueError:
+            return  # from a newer quiv: not ours to show
+        if event.is_job_event:
+            self._on_job_event(event, None, job_model(tuple(data["j"])))
+        else:
+            task_id, name, status, next_run = data["t"]
+            self._task_message(event, task_id, name, status, utc(next_run))
+
+    def _on_job_event(self, event: Event, task: Task | None, job: Job) -> None:
         message: JobEventMessage = {
             "event": JOB_EVENT_NAMES[event],
             "at": _now(),
@@ -296,6 +317,7 @@ class EventStream:
             listener = self._on_job_event if event.is_job_event else self._on_task_event
             scheduler.add_listener(event, listener)
         scheduler.add_progress_listener(self._on_progress)
+        scheduler._subscribe_remote(self._on_remote)
 
     def _detach(self) -> None:
         if not self._attached:
@@ -306,6 +328,7 @@ class EventStream:
             listener = self._on_job_event if event.is_job_event else self._on_task_event
             scheduler.remove_listener(event, listener)
         scheduler.remove_progress_listener(self._on_progress)
+        scheduler._unsubscribe_remote(self._on_remote)
 
     # ------------------------------------------------------------- closing
     async def aclose(self, timeout: float | None = None) -> None:
