@@ -166,7 +166,7 @@ def main(argv: Sequence[str]) -> int:
     auditor = _Auditor(_conninfo(url))
 
     def on_job(event: Event, task: Any, job: Any) -> None:
-        out(event=event.value, job=job.id, task=task.name, status=job.status.value, worker=job.worker)
+        out(event=event.value, job=job.id, task=task.task_name, status=job.status.value, worker=job.worker)
 
     for event in (Event.JOB_MISSED, Event.JOB_FAILED, Event.JOB_CANCELLED):
         scheduler.add_listener(event, on_job)
@@ -178,7 +178,7 @@ def main(argv: Sequence[str]) -> int:
 
     def task_id(name: str) -> str:
         for task in scheduler.get_all_tasks(include_run_once=True):
-            if task.name == name:
+            if task.task_name == name:
                 return str(task.id)
         raise KeyError(name)
 

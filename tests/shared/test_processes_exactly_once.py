@@ -52,3 +52,31 @@ def test_four_processes_run_every_slot_exactly_once(cluster: Cluster) -> None:
     assert len(workers) > 1, f"all the work was done by one process: {workers}"
     ids = cluster.rows("SELECT count(DISTINCT task_id), count(DISTINCT task_name) FROM quiv_jobs")[0]
     assert ids == (22, 22), f"one task name, one task id in every process: {ids}"
+
+
+@pytest.mark.slow
+def test_skewed_clocks_change_nothing(cluster: Cluster) -> None:
+    """One process's clock runs 30 s ahead, another's 30 s behind, a third is right.
+
+    Due times are compared with the database's clock, so the process that
+    thinks it is later must not start anything early and the one that thinks
+    it is earlier must not hold anything back: every slot still runs once,
+    none before its time (the audit's ``at`` is database time), and each of
+    the three processes does some of the work.
+    """
+    tasks = _tasks()[:10] + _tasks()[-2:]
+    names = [t["name"] for t in tasks]
+    base: dict[str, Any] = {"tasks": tasks, "quiv": {"pool_size": 4}}
+    procs = cluster.start({"right": base, "ahead": {**base, "skew": 30.0}, "behind": {**base, "skew": -30.0}})
+    _run_for(cluster, 15.0)
+
+    assert_exactly_once(cluster, names, min_runs=10)
+    audit = cluster.audit()
+    early = [(task, slot, at) for task, slot, _job, _worker, _pid, at in audit if at < slot - 0.05]
+    assert not early, f"runs that started before their slot (task, slot, started): {early[:10]}"
+    started_early = [j for j in cluster.jobs() if j["started_at"] < j["scheduled_for"] - 0.05]
+    assert not started_early, f"jobs whose started_at is before their slot: {started_early[:5]}"
+    late = sorted(at - slot for _task, slot, _job, _worker, _pid, at in audit)
+    assert late[len(late) // 2] < 0.5, f"half the runs started more than 0.5 s late: median {late[len(late) // 2]}"
+    by_process = {p.label: sum(1 for row in audit if row[3] == p.worker) for p in procs}
+    assert all(by_process.values()), f"every process, whatever its clock, takes part: {by_process}"
