@@ -146,7 +146,10 @@ class Coordinator:
         self.prepare()
         if not self.store.postgres:
             # One process per file (the file lock says so): every other worker row is a dead run's.
-            self._emit_abandoned(self.store.sweep(-1e18)[0])
+            abandoned, _dead, missed = self.store.sweep(-1e18)
+            self._emit_abandoned(abandoned)
+            for view, row in missed:
+                self._emit_missed(view, row)
         wants = self.relay is not None and bool(self.relay.sinks)
         self.store.register_worker(self.worker_id, list(self.local), wants_events=wants)
         if self.relay is not None:
@@ -347,12 +350,14 @@ class Coordinator:
             try:
                 if not self.store.heartbeat(self.worker_id):
                     self._reincarnate()
-                abandoned, dead = self.store.sweep(self.dead_after)
+                abandoned, dead, missed = self.store.sweep(self.dead_after)
                 if dead:
                     self.logger.warning(
                         "quiv presumed %d silent process(es) dead: %s", len(dead), ", ".join(dead)
                     )
                 self._emit_abandoned(abandoned)
+                for view, row in missed:
+                    self._emit_missed(view, row)
                 if self.relay is not None:
                     self.relay.send(self.store.events_wanted())
                 with self.lock:

@@ -563,27 +563,38 @@ class DurableStore:
             state = self.hydrate(row, local)
             state.running = job
             plan = state.end_job(job, now)
-            missed: list[tuple[TaskView, JobRow]] = []
-            if job.attempt == 1 and state.retry is None and plan is not DELETE and plan is not None:
-                slots = schedule_points(
-                    state.settings,
-                    job.cycle_due,
-                    max(job.cycle_due, job.started),
-                    state.nominal - TOLERANCE,
-                    MISSED_LIMIT,
-                )
-                missed = self._record_missed(
-                    conn, state, slots, now, "missed: the previous run of the task was still going"
-                )
+            missed = self._record_overlap(conn, state, job, plan, now)
             self._save(conn, state, plan)
             return Ended(True, state.view(), missed)
 
-    def sweep(self, dead_after: float) -> tuple[list[tuple[TaskView, JobRow]], list[str]]:
+    def _record_overlap(
+        self, conn: Connection, state: TaskState, job: JobState, plan: Plan, now: float
+    ) -> list[tuple[TaskView, JobRow]]:
+        """Record as missed the slots that came due while ``job`` (which just ended) was running."""
+        if job.attempt != 1 or state.retry is not None or plan is DELETE or plan is None:
+            return []
+        slots = schedule_points(
+            state.settings,
+            job.cycle_due,
+            max(job.cycle_due, job.started),
+            state.nominal - TOLERANCE,
+            MISSED_LIMIT,
+        )
+        return self._record_missed(
+            conn, state, slots, now, "missed: the previous run of the task was still going"
+        )
+
+    def sweep(
+        self, dead_after: float
+    ) -> tuple[list[tuple[TaskView, JobRow]], list[str], list[tuple[TaskView, JobRow]]]:
         """End the runs of processes silent for ``dead_after`` s as ``abandoned``.
 
-        Returns the ended jobs (with their tasks) and the ids of the workers presumed dead.
+        Returns the ended jobs (with their tasks), the ids of the workers presumed
+        dead, and the slots recorded as missed because an abandoned run still
+        held its task when they came due (as when a run ends late in ``finish``).
         """
         out: list[tuple[TaskView, JobRow]] = []
+        missed: list[tuple[TaskView, JobRow]] = []
         with self._tx("look for dead processes", self.beat_engine) as conn:
             now = self.now(conn)
             dead = [
@@ -644,11 +655,13 @@ class DurableStore:
                         retry_of=found.retry_of,
                     )
                     state.running = job
-                    self._save(conn, state, state.end_job(job, now))
+                    plan = state.end_job(job, now)
+                    missed += self._record_overlap(conn, state, job, plan, now)
+                    self._save(conn, state, plan)
                 out.append((state.view(), ended))
             if out:
                 self.notify(conn, "quiv_wake")
-        return out, dead
+        return out, dead, missed
 
     # ------------------------------------------------------------ control
     def transition(
