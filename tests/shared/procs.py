@@ -233,11 +233,11 @@ def db_now(conninfo: str) -> float:
 
 
 def wait_until(check: Callable[[], T | None], timeout: float, what: str, every: float = 0.1) -> T:
-    """Poll ``check`` until it returns something other than None/False; fail after ``timeout`` s."""
+    """Poll ``check`` until it returns something truthy, and return that; fail after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:
         result = check()
-        if result is not None and result is not False:
+        if result:
             return result
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")

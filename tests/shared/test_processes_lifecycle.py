@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 import pytest
@@ -143,3 +144,74 @@ def test_kill_9_of_the_process_running_a_job(cluster: Cluster) -> None:
     assert worker_rows == [], f"the dead worker's row was removed, the others unregistered: {worker_rows}"
     _assert_covered(cluster, "tick")
     _assert_covered(cluster, "long")
+
+
+@pytest.mark.slow
+def test_frozen_process_is_presumed_dead_and_its_late_result_is_fenced(cluster: Cluster) -> None:
+    """SIGSTOP freezes the process running a job past the death threshold, SIGCONT wakes it.
+
+    The survivor ends the job as ``abandoned`` and runs the task's next slot.
+    The woken process finishes the handler, but its end is fenced off: the
+    job stays ``abandoned`` and the process logs that the result is dropped.
+    It then registers again under a new worker id (a new ``quiv_workers``
+    row with the same pid) and goes on claiming work.
+    """
+    tasks = [{"name": "slow", **ONE_SECOND, "hold": 3.0}, {"name": "tick", **ONE_SECOND}]
+    config = {"tasks": tasks, "quiv": FAST_DEATH}
+    procs = cluster.start({"p0": config, "p1": config})
+    job = wait_until(
+        lambda: (j := _running(cluster, "slow")) is not None and cluster.audit("slow") and j,
+        20.0,
+        "a job of the slow task to start and write its audit row",
+    )
+    victim = cluster.by_worker(job["worker"])
+    (survivor,) = [p for p in procs if p is not victim]
+
+    victim.signal(signal.SIGSTOP)
+    stopped_at = cluster.now()
+    ended = wait_until(
+        lambda: (j := cluster.job(job["id"])) is not None and j["status"] != "running" and j,
+        10.0,
+        "the frozen process's job to be ended by the survivor",
+    )
+    assert ended["status"] == "abandoned", ended
+    assert ended["ended_at"] - stopped_at <= 2.0 + 0.5 + 1.0
+    nxt = wait_until(
+        lambda: (j := _running(cluster, "slow")) is not None and j["id"] != job["id"] and j,
+        10.0,
+        "the survivor to run the slow task's next slot",
+    )
+    assert nxt["worker"] == survivor.worker
+    assert nxt["scheduled_for"] > job["scheduled_for"]
+
+    victim.signal(signal.SIGCONT)
+    warning = wait_until(
+        lambda: next(
+            (line for line in victim.stderr().splitlines() if job["id"] in line and "result is dropped" in line),
+            None,
+        ),
+        10.0,
+        "the woken process to log that its result is dropped",
+    )
+    assert "presumed dead" in warning and "WARNING" in warning, warning
+    reborn = wait_until(
+        lambda: cluster.rows(
+            "SELECT id FROM quiv_workers WHERE pid = %s AND id <> %s", (victim.pid, victim.worker)
+        ),
+        10.0,
+        "the woken process to register again under a new worker id",
+    )
+    new_worker = reborn[0][0]
+    assert cluster.job(job["id"]) == ended, "the late end did not overwrite the abandoned job"
+    wait_until(
+        lambda: any(row[3] == new_worker for row in cluster.audit()),
+        15.0,
+        "the woken process, under its new id, to run a job again",
+    )
+    cluster.stop_all()
+
+    assert cluster.job(job["id"]) == ended
+    assert not audit_duplicates(cluster.audit())
+    assert [row for row in cluster.audit() if row[2] == job["id"]], "the frozen job did run its handler"
+    _assert_covered(cluster, "tick")
+    _assert_covered(cluster, "slow")
