@@ -19,8 +19,11 @@ few helpers that read the database and wait on its state with a deadline.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import logging
+import math
 import os
 import queue
 import signal
@@ -28,7 +31,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -40,12 +43,12 @@ __all__ = [
     "AUDIT_TABLE",
     "Cluster",
     "Proc",
-    "db_now",
     "assert_exactly_once",
     "audit_duplicates",
     "db_now",
     "query",
-    "steps",
+    "slot_holes",
+    "unexplained_misses",
     "wait_until",
 ]
 
@@ -103,7 +106,8 @@ class _Auditor:
                     conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5)
                     self._local.conn = conn
                 conn.execute(
-                    "INSERT INTO audit (task, scheduled_for, job_id, worker, pid) VALUES (%s, %s, %s, %s, %s)",
+                    "INSERT INTO audit (task, scheduled_for, job_id, worker, pid) "
+                    "VALUES (%s, %s, %s, %s, %s)",
                     (task, scheduled_for, job_id, worker, os.getpid()),
                 )
                 return
@@ -223,7 +227,7 @@ def main(argv: Sequence[str]) -> int:
 def query(conninfo: str, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[tuple[Any, ...]]:
     """Run one statement in its own short connection and return its rows."""
     with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
-        cursor = conn.execute(sql, params)  # type: ignore[arg-type]
+        cursor = conn.execute(sql, params)
         return cursor.fetchall() if cursor.description is not None else []
 
 
@@ -321,7 +325,9 @@ class Proc:
             return self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise AssertionError(f"{self.label} did not stop within {timeout:g} s:\n{self.stderr()}") from None
+            raise AssertionError(
+                f"{self.label} did not stop within {timeout:g} s:\n{self.stderr()}"
+            ) from None
 
     def kill(self) -> None:
         if self.popen.poll() is None:
@@ -334,10 +340,8 @@ class Proc:
             self._reader.join(5.0)
         for stream in (self.popen.stdin, self.popen.stdout):
             if stream is not None:
-                try:
+                with contextlib.suppress(OSError):
                     stream.close()
-                except OSError:
-                    pass
         self.stderr_file.close()
 
 
@@ -437,13 +441,28 @@ class Cluster:
             "attempt",
             "error_message",
         )
-        rows = self.rows(f"SELECT {', '.join(names)} FROM quiv_jobs {where} ORDER BY task_name, scheduled_for", params)
+        rows = self.rows(
+            f"SELECT {', '.join(names)} FROM quiv_jobs {where} ORDER BY task_name, scheduled_for", params
+        )
         return [dict(zip(names, row, strict=True)) for row in rows]
 
     def job(self, job_id: str) -> dict[str, Any] | None:
         for row in self.jobs():
             if row["id"] == job_id:
                 return row
+        return None
+
+    def ended(self, job_id: str) -> dict[str, Any] | None:
+        """The job's row once it is no longer running, else None."""
+        row = self.job(job_id)
+        return row if row is not None and row["status"] != "running" else None
+
+    def running(self, task: str, other_than: str | None = None) -> dict[str, Any] | None:
+        """The task's running job (never more than one), if it is not ``other_than``."""
+        running = [j for j in self.jobs(task) if j["status"] == "running"]
+        assert len(running) <= 1, f"two jobs of {task} running at once: {running}"
+        if running and running[0]["id"] != other_than:
+            return running[0]
         return None
 
 
@@ -456,18 +475,61 @@ def audit_duplicates(audit: Sequence[tuple[str, float, str, str, int, float]]) -
     return [key for key, count in seen.items() if count > 1]
 
 
-def steps(values: Sequence[float]) -> Iterator[tuple[float, float]]:
-    """Consecutive pairs of a sorted sequence."""
-    ordered = sorted(values)
-    return zip(ordered, ordered[1:])
+def slot_holes(slots: Sequence[float], step: float = 1.0) -> list[tuple[float, float]]:
+    """Neighbouring slots (sorted) that are not ``step`` apart: a slot missing, or one slot twice."""
+    return [(a, b) for a, b in itertools.pairwise(sorted(slots)) if abs(b - a - step) > 1e-3]
+
+
+#: The share of a task's slots that may be missed for a reason the history proves (a loaded machine).
+MISSED_SHARE = 0.10
+OVERLAP = "the previous run of the task was still going"
+TOO_LATE = "no process ran it in time"
+
+
+def unexplained_misses(rows: Sequence[dict[str, Any]], step: float = 1.0) -> list[dict[str, Any]]:
+    """The ``missed`` rows of one task (sorted by slot) whose reason its own history does not prove.
+
+    A slot may be missed because the run before it was still going when it
+    came due (that run's ``ended_at`` is later than the slot), or because no
+    claim came until a later slot was due as well: the claim that recorded it
+    (the rows it wrote share their ``started_at``) came a whole step or more
+    after the first slot it recorded. Both happen on a machine too busy to
+    start a run within a second, or after a downtime; anything else is a fault.
+    """
+    first_of_claim: dict[float, float] = {}
+    for row in rows:
+        if row["status"] == "missed" and TOO_LATE in (row["error_message"] or ""):
+            claimed = row["started_at"]
+            first_of_claim[claimed] = min(first_of_claim.get(claimed, math.inf), row["scheduled_for"])
+    unexplained = []
+    before: dict[str, Any] | None = None  # the last run (not a missed row) before the row
+    for row in rows:
+        if row["status"] != "missed":
+            before = row
+            continue
+        reason = row["error_message"] or ""
+        slot = row["scheduled_for"]
+        overlapped = (
+            OVERLAP in reason
+            and before is not None
+            and before["ended_at"] is not None
+            and before["ended_at"] >= slot - 1e-6
+        )
+        late = TOO_LATE in reason and row["started_at"] >= first_of_claim[row["started_at"]] + step - 1e-3
+        if not (overlapped or late):
+            unexplained.append(row)
+    return unexplained
 
 
 def assert_exactly_once(cluster: Cluster, every_second: Sequence[str], min_runs: int) -> None:
-    """The audit shows each slot run once, by a completed job, and no slot of a 1 s schedule skipped.
+    """The audit shows each slot run once, by a completed job, and no slot of a 1 s schedule lost.
 
     ``every_second`` names tasks whose schedule has a point every second
-    (interval 1 with fixed_interval, or a cron with a seconds field): between
-    a task's first and last run every slot must have run.
+    (interval 1 with fixed_interval, or a cron with a seconds field). Between
+    a task's first and last run every slot has exactly one job row: a run
+    (completed, with one audit row) or, on an overloaded machine, a
+    ``missed`` row whose reason the history proves (see
+    :func:`unexplained_misses`), for at most :data:`MISSED_SHARE` of them.
     """
     audit = cluster.audit()
     duplicates = audit_duplicates(audit)
@@ -485,10 +547,19 @@ def assert_exactly_once(cluster: Cluster, every_second: Sequence[str], min_runs:
     for name in every_second:
         slots = [row[1] for row in audit if row[0] == name]
         assert len(slots) >= min_runs, f"task {name} ran only {len(slots)} times"
-        gaps = [(a, b) for a, b in steps(slots) if abs(b - a - 1.0) > 1e-3]
-        if gaps:
-            around = [j for j in jobs.values() if j["task_name"] == name and gaps[0][0] <= j["scheduled_for"] <= gaps[0][1]]
-            raise AssertionError(f"task {name}: slots not run between runs {gaps[:5]}; job rows there: {around}")
+        first, last = min(slots) - 1e-3, max(slots) + 1e-3
+        rows = sorted(
+            (j for j in jobs.values() if j["task_name"] == name and first <= j["scheduled_for"] <= last),
+            key=lambda j: float(j["scheduled_for"]),
+        )
+        holes = slot_holes([j["scheduled_for"] for j in rows])
+        assert not holes, f"task {name}: slots with no job row (or two) between {holes[:5]}: {rows}"
+        assert {j["status"] for j in rows} <= {"completed", "missed"}, rows
+        unexplained = unexplained_misses(rows)
+        assert not unexplained, f"task {name}: slots missed for no reason the history shows: {unexplained}"
+        missed = sum(1 for j in rows if j["status"] == "missed")
+        share = f"task {name}: {missed} of {len(rows)} slots missed: {rows}"
+        assert missed <= MISSED_SHARE * len(rows), share
 
 
 if __name__ == "__main__":

@@ -12,16 +12,12 @@ ONE_SECOND: dict[str, Any] = {"interval": 1.0, "fixed_interval": True}
 #: How long after a command the other processes may take to act on it: NOTIFY, then the polling floor.
 WITH_NOTIFY = 1.0
 POLL_SECONDS = 1.0
-MARGIN = 0.7
+#: What a loaded two-core machine may add to the polling period.
+MARGIN = 1.0
 
 
 def _started_after(cluster: Cluster, task: str, after: float) -> list[dict[str, Any]]:
     return [j for j in cluster.jobs(task) if j["status"] != "missed" and j["started_at"] > after]
-
-
-def _running(cluster: Cluster, task: str) -> dict[str, Any] | None:
-    running = [j for j in cluster.jobs(task) if j["status"] == "running"]
-    return running[0] if running else None
 
 
 @pytest.mark.slow
@@ -33,12 +29,12 @@ def test_pause_resume_and_cancel_from_another_process(cluster: Cluster, notify: 
     than a second after the pause); ``resume_task`` starts it again, and
     ``cancel_job`` stops the ``long`` job running in B (it ends ``cancelled``
     and B fires ``JOB_CANCELLED``). With NOTIFY each takes effect within a
-    second although the processes only poll every 5 s and beat every 5 s;
+    second although the processes only poll every 10 s and beat every 5 s;
     with ``notify=False`` within the polling period (1 s) plus a margin.
     """
     if notify:
         bound = WITH_NOTIFY
-        settings: dict[str, Any] = {"notify": True, "poll_seconds": 5.0, "heartbeat_seconds": 5.0}
+        settings: dict[str, Any] = {"notify": True, "poll_seconds": 10.0, "heartbeat_seconds": 5.0}
     else:
         bound = POLL_SECONDS + MARGIN
         settings = {
@@ -49,7 +45,7 @@ def test_pause_resume_and_cancel_from_another_process(cluster: Cluster, notify: 
         }
     ctl = {"name": "ctl", **ONE_SECOND}
     long = {"name": "long", **ONE_SECOND, "hold": 120.0}
-    a, b, _c = cluster.start(
+    a, b, c = cluster.start(
         {
             "a": {"quiv": settings},
             "b": {"quiv": settings, "tasks": [ctl, long]},
@@ -57,7 +53,7 @@ def test_pause_resume_and_cancel_from_another_process(cluster: Cluster, notify: 
         }
     )
     wait_until(lambda: len(_started_after(cluster, "ctl", 0.0)) >= 2, 20.0, "ctl to run twice")
-    held = wait_until(lambda: _running(cluster, "long"), 20.0, "the long job to start in b")
+    held = wait_until(lambda: cluster.running("long"), 20.0, "the long job to start in b")
     assert held["worker"] == b.worker
 
     # Pause from A: nothing of ctl starts afterwards (a second of slack for a claim in flight).
@@ -68,7 +64,8 @@ def test_pause_resume_and_cancel_from_another_process(cluster: Cluster, notify: 
     late = _started_after(cluster, "ctl", paused_at + 1.0)
     assert not late, f"jobs of ctl started after it was paused at {paused_at}: {late}"
 
-    # Resume from A: B or C starts ctl again within the bound.
+    # Resume from A: B or C starts ctl again within the bound. resume_task plans the next run
+    # at the database's "now" of its own transaction, so the first job's slot is when it happened.
     before_resume = cluster.now()
     a.send("resume", task="ctl")
     first = wait_until(
@@ -76,22 +73,19 @@ def test_pause_resume_and_cancel_from_another_process(cluster: Cluster, notify: 
         10.0,
         "ctl to run again after resume_task",
     )[0]
-    assert first["worker"] in {b.worker, _c.worker}
-    delay = first["started_at"] - before_resume
+    assert first["worker"] in {b.worker, c.worker}
+    assert before_resume <= first["scheduled_for"] <= first["started_at"], first
+    delay = first["started_at"] - first["scheduled_for"]
     assert delay <= bound, f"ctl started {delay:.2f} s after resume_task (allowed {bound} s)"
 
-    # Cancel from A the job running in B.
-    before_cancel = cluster.now()
+    # Cancel from A the job running in B; the request is committed by the time A answers.
     reply = a.send("cancel", job=held["id"])
+    answered = cluster.now()
     assert reply["result"] is True, "cancel_job of a job running elsewhere answers True"
-    ended = wait_until(
-        lambda: (j := cluster.job(held["id"])) is not None and j["status"] != "running" and j,
-        10.0,
-        "the long job to end after cancel_job",
-    )
+    ended = wait_until(lambda: cluster.ended(held["id"]), 10.0, "the long job to end after cancel_job")
     assert ended["status"] == "cancelled", ended
-    delay = ended["ended_at"] - before_cancel
-    assert delay <= bound, f"the job ended {delay:.2f} s after cancel_job (allowed {bound} s)"
+    delay = ended["ended_at"] - answered
+    assert delay <= bound, f"the job ended {delay:.2f} s after cancel_job answered (allowed {bound} s)"
     _assert_event(b, "job_cancelled", held["id"])
     cluster.stop_all()
 
