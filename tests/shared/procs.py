@@ -322,12 +322,15 @@ class Proc:
         self.signal(signal.SIGCONT)
         self.signal(signal.SIGTERM)
         try:
-            return self.popen.wait(timeout)
+            code = self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
             raise AssertionError(
                 f"{self.label} did not stop within {timeout:g} s:\n{self.stderr()}"
             ) from None
+        if self._reader is not None:
+            self._reader.join(5.0)  # every line it printed is read once it has exited
+        return code
 
     def kill(self) -> None:
         if self.popen.poll() is None:

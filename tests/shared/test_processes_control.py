@@ -91,5 +91,7 @@ def test_pause_resume_and_cancel_from_another_process(cluster: Cluster, notify: 
 
 
 def _assert_event(proc: Proc, event: str, job_id: str) -> None:
+    """``proc`` printed ``event`` for the job, once (listeners run just after the end is written)."""
+    wait_until(lambda: proc.events(event), 5.0, f"{proc.label} to fire {event}")
     seen = [e for e in proc.events(event) if e["job"] == job_id]
     assert len(seen) == 1, f"{proc.label} fires {event} once for {job_id}: {proc.messages}"
