@@ -105,10 +105,12 @@ class _Auditor:
                 if conn is None or conn.closed:
                     conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5)
                     self._local.conn = conn
+                # A retry after a lost answer must not look like a second run: one row per job id
+                # (a slot run by two jobs still shows twice).
                 conn.execute(
                     "INSERT INTO audit (task, scheduled_for, job_id, worker, pid) "
-                    "VALUES (%s, %s, %s, %s, %s)",
-                    (task, scheduled_for, job_id, worker, os.getpid()),
+                    "SELECT %s, %s, %s, %s, %s WHERE NOT EXISTS (SELECT 1 FROM audit WHERE job_id = %s)",
+                    (task, scheduled_for, job_id, worker, os.getpid(), job_id),
                 )
                 return
             except psycopg.OperationalError:
