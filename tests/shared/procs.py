@@ -20,6 +20,7 @@ few helpers that read the database and wait on its state with a deadline.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import itertools
 import json
 import logging
@@ -165,6 +166,7 @@ def main(argv: Sequence[str]) -> int:
     out = _Out()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda _sig, _frame: stop.set())
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks when a stop hangs
 
     skew = float(config.get("skew", 0.0))
     clock = _Clock(skew).clock if skew else None
@@ -319,16 +321,25 @@ class Proc:
         if self.popen.poll() is None:
             os.kill(self.popen.pid, sig)
 
-    def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM, then wait for a clean exit (killing the process if it does not come)."""
+    def stop(self, timeout: float = 30.0, diagnose: Callable[[], str] | None = None) -> int:
+        """SIGTERM, then wait for a clean exit (killing the process if it does not come).
+
+        A process that hangs is asked for its threads' stacks first, and
+        ``diagnose`` (say, the database's sessions) is added to the failure.
+        """
         self.signal(signal.SIGCONT)
         self.signal(signal.SIGTERM)
         try:
             code = self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
+            self.signal(signal.SIGUSR1)  # the harness dumps every thread's stack to stderr
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(1.0)
+            extra = diagnose() if diagnose is not None else ""
             self.kill()
             raise AssertionError(
-                f"{self.label} did not stop within {timeout:g} s:\n{self.stderr()}"
+                f"{self.label} did not stop within {timeout:g} s:\n{self.stderr()}\n"
+                f"its last messages: {self.messages[-5:]}\n{extra}"
             ) from None
         if self._reader is not None:
             self._reader.join(5.0)  # every line it printed is read once it has exited
@@ -399,7 +410,15 @@ class Cluster:
             proc.signal(signal.SIGCONT)
             proc.signal(signal.SIGTERM)
         for proc in chosen:
-            proc.stop()
+            proc.stop(diagnose=self.sessions)
+
+    def sessions(self) -> str:
+        """The database's sessions and what they wait for (shown when a process hangs)."""
+        rows = self.rows(
+            "SELECT pid, application_name, state, wait_event_type, wait_event, left(query, 200) "
+            "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return "\n".join(map(str, rows))
 
     def by_worker(self, worker: str) -> Proc:
         for proc in self.procs:
