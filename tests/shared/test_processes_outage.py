@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from .conftest import admin_execute
+from .pgproxy import LostCommitProxy
 from .procs import Cluster, audit_duplicates, slot_holes, unexplained_misses, wait_until
 
 TASKS = [f"t{n}" for n in range(6)]
@@ -134,3 +135,52 @@ def test_connections_killed_and_refused(cluster: Cluster, pg_url: str) -> None:
         assert not unexplained, f"task {name}: slots missed for no reason the history shows: {unexplained}"
         ran = {j["id"] for j in rows if j["status"] == "completed"}
         assert ran == {row[2] for row in audit if row[0] == name}, "every completed job left one audit row"
+
+
+LOST_CLAIM = (
+    "a claim whose COMMIT succeeded but whose answer was lost leaves its job 'running' under a live "
+    "worker that never runs it: the claimer (coordinator._claim_loop) takes the DatabaseError for a "
+    "failed claim, the job is in no process's live set, the heartbeat keeps the worker alive so no "
+    "sweep ends it, and the task's running_job blocks every later run of the task for good"
+)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=LOST_CLAIM)
+def test_a_claim_whose_commit_answer_is_lost(cluster: Cluster, pg_url: str) -> None:
+    """The server commits a claim, but the answer to its COMMIT never reaches the process.
+
+    A proxy between the processes and PostgreSQL drops the ``CommandComplete``
+    of one claim transaction's COMMIT and closes that connection. The job
+    row exists, ``running`` under the claiming worker, which believes the
+    claim failed. The task must not stay blocked: within a few heartbeats
+    that job must end (run or abandoned) and the task's later slots run
+    again, each once.
+    """
+    url = make_url(pg_url)
+    proxy = LostCommitProxy(url.host or "127.0.0.1", url.port or 5432)
+    try:
+        cluster.url = url.set(
+            host="127.0.0.1", port=proxy.port, query={"sslmode": "disable", "gssencmode": "disable"}
+        ).render_as_string(hide_password=False)
+        settings = {"heartbeat_seconds": 0.5, "dead_after_seconds": 2.0, "poll_seconds": 1.0}
+        config = {"tasks": [{"name": "tick", "interval": 1.0, "fixed_interval": True}], "quiv": settings}
+        cluster.start({"p0": config, "p1": config})
+        wait_until(lambda: len(_runs(cluster, 0.0)) >= 2, 20.0, "two runs of tick")
+
+        proxy.arm(b"INSERT INTO quiv_jobs", b"RETURNING")
+        assert proxy.cut.wait(10.0), "no claim went through the proxy"
+        cut = cluster.now()
+        phantom = wait_until(lambda: cluster.running("tick"), 5.0, "the claimed job's row")
+        assert not cluster.audit("tick") or phantom["id"] not in {r[2] for r in cluster.audit("tick")}
+
+        wait_until(lambda: cluster.ended(phantom["id"]), 10.0, "the job nobody runs to be ended")
+        wait_until(lambda: len(_runs(cluster, cut)) >= 2, 10.0, "tick to run again after the lost answer")
+        cluster.stop_all()
+        assert not audit_duplicates(cluster.audit())
+    finally:
+        proxy.close()
+
+
+def _runs(cluster: Cluster, after: float) -> list[dict[str, Any]]:
+    return [j for j in cluster.jobs("tick") if j["status"] == "completed" and j["started_at"] > after]
