@@ -137,25 +137,17 @@ def test_connections_killed_and_refused(cluster: Cluster, pg_url: str) -> None:
         assert ran == {row[2] for row in audit if row[0] == name}, "every completed job left one audit row"
 
 
-LOST_CLAIM = (
-    "a claim whose COMMIT succeeded but whose answer was lost leaves its job 'running' under a live "
-    "worker that never runs it: the claimer (coordinator._claim_loop) takes the DatabaseError for a "
-    "failed claim, the job is in no process's live set, the heartbeat keeps the worker alive so no "
-    "sweep ends it, and the task's running_job blocks every later run of the task for good"
-)
-
-
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=LOST_CLAIM)
 def test_a_claim_whose_commit_answer_is_lost(cluster: Cluster, pg_url: str) -> None:
     """The server commits a claim, but the answer to its COMMIT never reaches the process.
 
     A proxy between the processes and PostgreSQL drops the ``CommandComplete``
     of one claim transaction's COMMIT and closes that connection. The job
     row exists, ``running`` under the claiming worker, which believes the
-    claim failed. The task must not stay blocked: within a few heartbeats
-    that job must end (run or abandoned) and the task's later slots run
-    again, each once.
+    claim failed and whose heartbeat keeps the sweep away. The task must not
+    stay blocked: once the database answers again the claiming process ends
+    that job as ``abandoned`` (firing ``JOB_FAILED``), and the task's later
+    slots run again, each once.
     """
     url = make_url(pg_url)
     proxy = LostCommitProxy(url.host or "127.0.0.1", url.port or 5432)
@@ -174,7 +166,15 @@ def test_a_claim_whose_commit_answer_is_lost(cluster: Cluster, pg_url: str) -> N
         phantom = wait_until(lambda: cluster.running("tick"), 5.0, "the claimed job's row")
         assert not cluster.audit("tick") or phantom["id"] not in {r[2] for r in cluster.audit("tick")}
 
-        wait_until(lambda: cluster.ended(phantom["id"]), 10.0, "the job nobody runs to be ended")
+        ended = wait_until(lambda: cluster.ended(phantom["id"]), 10.0, "the job nobody runs to be ended")
+        assert ended["status"] == "abandoned", ended
+        assert ended["ended_at"] - cut < 5.0, "ended as soon as the claimer reached the database again"
+        claimer = cluster.by_worker(phantom["worker"])
+        wait_until(
+            lambda: [e for e in claimer.events("job_failed") if e["job"] == phantom["id"]],
+            5.0,
+            "JOB_FAILED for it in the process that claimed it",
+        )
         wait_until(lambda: len(_runs(cluster, cut)) >= 2, 10.0, "tick to run again after the lost answer")
         cluster.stop_all()
         assert not audit_duplicates(cluster.audit())
