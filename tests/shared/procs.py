@@ -164,8 +164,12 @@ def main(argv: Sequence[str]) -> int:
         format="%(asctime)s pid=%(process)d %(threadName)s %(levelname)s %(name)s: %(message)s",
     )
     out = _Out()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda _sig, _frame: stop.set())
+    # The SIGTERM handler only flips a flag: a handler that set a threading.Event could run while
+    # the main thread holds that Event's (non-reentrant) lock, after an earlier signal woke it up,
+    # and wait for itself for ever. The main thread looks at the flag a few times a second.
+    terminated: list[int] = []
+    stop = threading.Event()  # set by the stdin reader when the test goes away
+    signal.signal(signal.SIGTERM, lambda sig, _frame: terminated.append(sig))
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks when a stop hangs
 
     skew = float(config.get("skew", 0.0))
@@ -221,7 +225,9 @@ def main(argv: Sequence[str]) -> int:
     scheduler.start()
     threading.Thread(target=read_commands, name="commands", daemon=True).start()
     out(ready=scheduler.worker_id, pid=os.getpid())
-    stop.wait(MAX_LIFETIME_SECONDS)
+    give_up = time.monotonic() + MAX_LIFETIME_SECONDS
+    while not terminated and not stop.wait(0.1) and time.monotonic() < give_up:
+        pass
     scheduler.shutdown(timeout=5.0)
     out(stopped=scheduler.worker_id)
     return 0
@@ -322,13 +328,17 @@ class Proc:
             os.kill(self.popen.pid, sig)
 
     def stop(self, timeout: float = 30.0, diagnose: Callable[[], str] | None = None) -> int:
-        """SIGTERM, then wait for a clean exit (killing the process if it does not come).
+        """SIGTERM, then wait for a clean exit (killing the process if it does not come)."""
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGTERM)
+        return self.wait_stopped(timeout, diagnose)
+
+    def wait_stopped(self, timeout: float = 30.0, diagnose: Callable[[], str] | None = None) -> int:
+        """Wait for the process to exit after SIGTERM; kill it and fail if it does not.
 
         A process that hangs is asked for its threads' stacks first, and
         ``diagnose`` (say, the database's sessions) is added to the failure.
         """
-        self.signal(signal.SIGCONT)
-        self.signal(signal.SIGTERM)
         try:
             code = self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -410,7 +420,7 @@ class Cluster:
             proc.signal(signal.SIGCONT)
             proc.signal(signal.SIGTERM)
         for proc in chosen:
-            proc.stop(diagnose=self.sessions)
+            proc.wait_stopped(diagnose=self.sessions)
 
     def sessions(self) -> str:
         """The database's sessions and what they wait for (shown when a process hangs)."""

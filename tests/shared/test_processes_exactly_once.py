@@ -92,7 +92,6 @@ RUN_ONCE_SLOT = (
 )
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "misfire", ["skip", pytest.param("run_once", marks=pytest.mark.xfail(strict=True, reason=RUN_ONCE_SLOT))]
 )

@@ -99,7 +99,6 @@ def test_restart_keeps_ids_and_history_and_records_the_downtime(cluster: Cluster
 FAST_DEATH: dict[str, Any] = {"heartbeat_seconds": 0.5, "dead_after_seconds": 2.0, "poll_seconds": 1.0}
 
 
-@pytest.mark.slow
 def test_kill_9_of_the_process_running_a_job(cluster: Cluster) -> None:
     """The process running a long job is killed with SIGKILL: no shutdown, no last word.
 
@@ -162,7 +161,6 @@ def test_kill_9_of_the_process_running_a_job(cluster: Cluster) -> None:
     assert {j["id"] for j in under} <= announced, "the sweeping process fires JOB_MISSED for them"
 
 
-@pytest.mark.slow
 def test_frozen_process_is_presumed_dead_and_its_late_result_is_fenced(cluster: Cluster) -> None:
     """SIGSTOP freezes the process running a job past the death threshold, SIGCONT wakes it.
 

@@ -137,7 +137,6 @@ def test_connections_killed_and_refused(cluster: Cluster, pg_url: str) -> None:
         assert ran == {row[2] for row in audit if row[0] == name}, "every completed job left one audit row"
 
 
-@pytest.mark.slow
 def test_a_claim_whose_commit_answer_is_lost(cluster: Cluster, pg_url: str) -> None:
     """The server commits a claim, but the answer to its COMMIT never reaches the process.
 
