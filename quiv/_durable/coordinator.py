@@ -98,6 +98,7 @@ class Coordinator:
         self.phase = NEW
         self.waiters = WaiterRegistry()
         self.prepared = False
+        self._preparing = threading.Lock()
         self.last_wake: float | None = None
         self.last_job_start: float | None = None
         self._wake = threading.Event()
@@ -116,22 +117,32 @@ class Coordinator:
 
     # ------------------------------------------------------------ set-up
     def prepare(self) -> None:
-        """Connect and create or upgrade the tables, once (first task or start)."""
-        if not self.prepared:
-            self.store.prepare()
-            self.prepared = True
+        """Connect and create or upgrade the tables, once (first task, first operation or start).
+
+        A SQLite file is locked here, so every operation of a scheduler (started
+        or not) is refused while another process holds the file.
+        """
+        if self.prepared:
+            return
+        with self._preparing:  # two threads must not both lock the file: the second would be refused
+            if not self.prepared:
+                self.store.prepare()
+                self.prepared = True
 
     def declare(self, state: TaskState) -> tuple[TaskView, str]:
         """Match a task of this process to the stored one of its name: ``(view, outcome)``."""
         with self.lock:
-            if state.name in self.local:
+            if self.phase in (STOPPING, STOPPED):
+                raise SchedulerStoppedError("the scheduler has been shut down; create a new Quiv")
+            known = self.local.get(state.name)
+        self.prepare()
+        if known is not None:
+            if not self.store.missing_tasks([known.state.id]):
                 raise ConfigurationError(
                     f"a task named {state.name!r} already exists in this scheduler: with a database_url, "
                     "the name is the task's identity across restarts and processes, so names must be unique"
                 )
-            if self.phase in (STOPPING, STOPPED):
-                raise SchedulerStoppedError("the scheduler has been shut down; create a new Quiv")
-        self.prepare()
+            self.forget(state.name)  # its row is gone (removed elsewhere, or a run-once task that ran)
         local = _Local(state, definition_hash(state.settings))
         stored, outcome = self.store.adopt(local)
         state.id, state.created = stored.id, stored.created
@@ -159,6 +170,8 @@ class Coordinator:
             self.relay.send(self.store.events_wanted())
         with self.lock:
             self.phase = RUNNING
+        # A clock that jumps (quiv.testing.ManualClock) wakes the claimer: due times may have passed.
+        self.clock.subscribe(self._wake.set)
         self._spawn("quiv-claimer", self._claim_loop)
         self._spawn("quiv-heartbeat", self._beat_loop)
         if self.notify:
@@ -373,7 +386,11 @@ class Coordinator:
             try:
                 if not self.store.heartbeat(self.worker_id):
                     self._reincarnate()
-                abandoned, dead, missed = self.store.sweep(self.dead_after)
+                # A SQLite file serves one process (its lock says so): it was swept at start, and a
+                # sweep now could only find this process itself, "silent" if the clock jumped forward.
+                abandoned, dead, missed = (
+                    self.store.sweep(self.dead_after) if self.store.postgres else ([], [], [])
+                )
                 if dead:
                     self.logger.warning(
                         "quiv presumed %d silent process(es) dead: %s", len(dead), ", ".join(dead)
@@ -383,6 +400,7 @@ class Coordinator:
                     self._emit_missed(view, row)
                 if self.relay is not None:
                     self.relay.send(self.store.events_wanted())
+                self._forget_missing()
                 with self.lock:
                     mine = bool(self.live)
                 if mine:
@@ -397,6 +415,20 @@ class Coordinator:
                 self._failed(exc)
             except Exception:
                 self.logger.exception("quiv's heartbeat failed; it carries on")
+
+    def _forget_missing(self) -> None:
+        """Drop the tasks whose rows are gone, so their names may be declared again."""
+        with self.lock:
+            ids = {entry.state.id: name for name, entry in self.local.items()}
+        gone = self.store.missing_tasks(list(ids))
+        if gone:
+            with self.lock:
+                for task_id in gone:
+                    entry = self.local.get(ids[task_id])
+                    if entry is not None and entry.state.id == task_id:
+                        del self.local[ids[task_id]]
+                names = list(self.local)
+            self.store.set_worker_tasks(self.worker_id, names)
 
     def forget(self, name: str) -> None:
         """The task of this name was removed: it may be added again here."""
@@ -500,6 +532,7 @@ class Coordinator:
             jobs = [j for j in self.live.values() if j.request_stop("cancelled: the scheduler shut down")]
         self._stop.set()
         self._wake.set()
+        self.clock.unsubscribe(self._wake.set)
         for job in jobs:
             job.stop.set()
         deadline = time.monotonic() + timeout
@@ -523,7 +556,9 @@ class Coordinator:
         )
         own = threading.get_ident()
         for thread in self._threads:
-            if thread.ident != own:
+            # The listener notices the stop within a second by itself (its LISTEN wait times out):
+            # not waited for, so shutdown does not cost that second.
+            if thread.ident != own and thread.name != "quiv-listener":
                 thread.join(max(0.0, min(1.0, deadline - time.monotonic())))
         if was == RUNNING and not stuck:
             try:

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 
 from quiv._delivery.events import Listeners
 from quiv._delivery.jsonable import jsonable
-from quiv._delivery.progress import ProgressReport
 from quiv._enums import Event
 from quiv._exceptions import DatabaseError
 
@@ -46,6 +45,7 @@ MAX_PENDING = 10_000
 _END = frozenset({Event.JOB_COMPLETED, Event.JOB_FAILED, Event.JOB_CANCELLED})
 
 Sink = Callable[[dict[str, Any]], None]
+_Report = tuple[str, str, str, tuple[Any, ...], dict[str, Any], float]
 
 
 class Relay:
@@ -66,7 +66,7 @@ class Relay:
         self.sinks: tuple[Sink, ...] = ()
         self._lock = threading.Condition()
         self._events: list[str] = []
-        self._progress: dict[str, str] = {}
+        self._progress: dict[str, _Report] = {}
         self._last_progress: dict[str, float] = {}
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -84,12 +84,12 @@ class Relay:
             else:
                 self.listeners.remove(event, self._on_event)
         if wanted:
-            self.listeners.add(None, self._on_progress)
+            self.listeners.add_tap(self._tap)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="quiv-relay", daemon=True)
                 self._thread.start()
         else:
-            self.listeners.remove(None, self._on_progress)
+            self.listeners.remove_tap(self._tap)
 
     def _payload(self, data: dict[str, Any]) -> str:
         data["w"] = self._worker_id()
@@ -116,48 +116,53 @@ class Relay:
                 None if job.scheduled_for is None else job.scheduled_for.timestamp(),
                 job.worker,
             ]
-        text = self._payload(data)
-        with self._lock:
-            if job is not None and event in _END:
+        texts = [self._payload(data)]
+        if job is not None and event in _END:
+            # The job's last progress goes out before its end (encoded outside the lock: repr() is user code).
+            with self._lock:
                 pending = self._progress.pop(job.id, None)
-                if pending is not None:
-                    self._events.append(pending)
                 self._last_progress.pop(job.id, None)
-            self._events.append(text)
+            if pending is not None:
+                texts.insert(0, self._encode_progress(pending))
+        with self._lock:
+            self._events.extend(texts)
             if len(self._events) > MAX_PENDING:
                 del self._events[: len(self._events) - MAX_PENDING]
                 self.dropped += 1
             self._lock.notify()
 
-    def _on_progress(self, report: ProgressReport) -> None:
+    def _tap(
+        self, task_id: str, task_name: str, job_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        """A progress report, in the job's thread: keep it as the job's latest (encoded when sent)."""
+        with self._lock:
+            first = not self._progress
+            self._progress[job_id] = (task_id, task_name, job_id, args, kwargs, time.time())
+            if first:
+                self._lock.notify()
+
+    def _encode_progress(self, report: _Report) -> str:
+        task_id, task_name, job_id, args, kwargs, at = report
         data: dict[str, Any] = {
             "e": "progress",
-            "p": [
-                report.task_id,
-                report.task_name,
-                report.job_id,
-                jsonable(list(report.args)),
-                jsonable(dict(report.kwargs)),
-                report.at.timestamp(),
-            ],
+            "p": [task_id, task_name, job_id, jsonable(list(args)), jsonable(dict(kwargs)), at],
         }
         text = self._payload(data)
         if len(text.encode()) > MAX_PAYLOAD:
             data["p"][3], data["p"][4] = [], {"truncated": True}
             text = self._payload(data)
-        with self._lock:
-            self._progress[report.job_id] = text
-            self._lock.notify()
+        return text
 
-    def _take(self) -> list[str]:
+    def _take(self) -> tuple[list[str], list[_Report]]:
         """The next batch: every pending event, and the progress of jobs not sent to lately."""
         now = time.monotonic()
-        batch, self._events = self._events, []
+        events, self._events = self._events, []
+        reports = []
         for job_id in list(self._progress):
             if now - self._last_progress.get(job_id, 0.0) >= PROGRESS_GAP:
-                batch.append(self._progress.pop(job_id))
+                reports.append(self._progress.pop(job_id))
                 self._last_progress[job_id] = now
-        return batch
+        return events, reports
 
     def _run(self) -> None:
         while True:
@@ -166,7 +171,9 @@ class Relay:
                     self._lock.wait()
                 if self._stopping:
                     return
-                batch = self._take()
+                events, reports = self._take()
+            # Encoding may call repr() on the handler's values: never under the lock.
+            batch = events + [self._encode_progress(report) for report in reports]
             if batch:
                 try:
                     self.store.notify_many(CHANNEL, batch)

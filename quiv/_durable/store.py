@@ -59,7 +59,7 @@ from quiv._schedule.options import COLUMNS, TaskSettings
 from quiv._schedule.triggers import TOLERANCE, schedule_points
 from quiv._store.base import JobQuery, JobRow
 
-__all__ = ["Claim", "DurableStore", "Ended", "PresumedDead", "definition_hash"]
+__all__ = ["Claim", "DurableStore", "Ended", "PresumedDead", "WorkerRow", "definition_hash"]
 
 _OPTION_NAMES = tuple(c.name for c in COLUMNS)
 _SCHEDULE_COLUMNS = frozenset({"interval_seconds", "run_once", "fixed_interval", "cron", "cron_timezone"})
@@ -108,6 +108,18 @@ class Ended(NamedTuple):
     accepted: bool
     view: TaskView | None
     missed: list[tuple[TaskView, JobRow]]
+
+
+class WorkerRow(NamedTuple):
+    """A live process, as its row in ``quiv_workers`` shows it."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: float
+    heartbeat_at: float
+    #: The task names it declares.
+    tasks: tuple[str, ...]
 
 
 @dataclass
@@ -300,6 +312,14 @@ class DurableStore:
             result = conn.execute(update(workers).where(workers.c.id == worker_id).values(heartbeat_at=now))
             return bool(result.rowcount)
 
+    def missing_tasks(self, ids: Sequence[str]) -> set[str]:
+        """Which of these task ids have no row any more (removed, or a run-once task that ran)."""
+        if not ids:
+            return set()
+        with self._tx("look up tasks", self.beat_engine) as conn:
+            found = {r[0] for r in conn.execute(select(tasks.c.id).where(tasks.c.id.in_(list(ids))))}
+        return set(ids) - found
+
     def worker_gone(self, worker_id: str) -> bool:
         with self._tx("look up this process") as conn:
             return conn.execute(select(workers.c.id).where(workers.c.id == worker_id)).first() is None
@@ -449,6 +469,8 @@ class DurableStore:
         started: list[JobState] = []
         missed: list[tuple[TaskView, JobRow]] = []
         names = list(local)
+        # By id, not name: a row removed elsewhere and added again under the name is another task.
+        ids = [entry.state.id for entry in local.values()]
         with self._tx("claim due runs") as conn:
             now = self.now(conn)
             # Lock our worker row against a sweep while claiming: a process presumed dead claims nothing.
@@ -460,7 +482,7 @@ class DurableStore:
             if alive is None:
                 raise PresumedDead(worker_id)
             claimable = and_(
-                tasks.c.task_name.in_(names),
+                tasks.c.id.in_(ids),
                 tasks.c.running_job.is_(None),
                 or_(tasks.c.status != TaskStatus.PAUSED.value, tasks.c.manual_due.is_not(None)),
             )
@@ -793,6 +815,25 @@ class DurableStore:
         """The task names some live process declares."""
         rows = conn.execute(select(workers.c.tasks)).all()
         return {name for (names,) in rows for name in names.split("\n") if name}
+
+    def list_workers(self) -> tuple[float, list[WorkerRow]]:
+        """``(now, the processes registered)``, oldest first; ``now`` on the clock heartbeats use."""
+        with self._tx("read the live processes") as conn:
+            now = self.now(conn)
+            rows = conn.execute(
+                select(
+                    workers.c.id,
+                    workers.c.host,
+                    workers.c.pid,
+                    workers.c.started_at,
+                    workers.c.heartbeat_at,
+                    workers.c.tasks,
+                ).order_by(workers.c.started_at, workers.c.id)
+            ).all()
+        return now, [
+            WorkerRow(id_, host, pid, started, beat, tuple(n for n in names.split("\n") if n))
+            for id_, host, pid, started, beat, names in rows
+        ]
 
     def task_counts(self) -> dict[str, int]:
         with self._tx("count the tasks") as conn:

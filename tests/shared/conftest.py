@@ -48,7 +48,7 @@ def admin_execute(sql: str) -> None:
     import psycopg
 
     with psycopg.connect(_conninfo(server_url()), autocommit=True) as conn:
-        conn.execute(sql)
+        conn.execute(sql.encode())
 
 
 @pytest.fixture
