@@ -108,6 +108,9 @@ class Coordinator:
         self._threads: list[threading.Thread] = []
         self._watchdog: Watchdog[JobState] = Watchdog(clock, self._expire)
         self._outage_since: float | None = None
+        #: A transaction failed without an answer: a claim or job end may have been committed
+        #: all the same, so the claimer looks for runs of this worker that nobody here runs.
+        self._unsure = False
         self._outage_lock = threading.Lock()
         self._reincarnating = threading.Lock()
         self.relay = Relay(store, lambda: self.worker_id, listeners, logger) if self.notify else None
@@ -157,7 +160,10 @@ class Coordinator:
         self.prepare()
         if not self.store.postgres:
             # One process per file (the file lock says so): every other worker row is a dead run's.
-            self._emit_abandoned(self.store.sweep(-1e18)[0])
+            abandoned, _dead, missed = self.store.sweep(-1e18)
+            self._emit_abandoned(abandoned)
+            for view, row in missed:
+                self._emit_missed(view, row)
         wants = self.relay is not None and bool(self.relay.sinks)
         self.store.register_worker(self.worker_id, list(self.local), wants_events=wants)
         if self.relay is not None:
@@ -208,8 +214,11 @@ class Coordinator:
             with self.lock:
                 free = self.pool_size - self.busy
             try:
+                if self._unsure:
+                    self._settle()
                 claim = self.store.claim(self.worker_id, dict(self.local), free)
             except DatabaseError as exc:
+                self._unsure = True
                 self._failed(exc)
                 self._wake.wait(backoff)
                 backoff = min(RETRY_MAX_SECONDS, backoff * 2)
@@ -240,6 +249,21 @@ class Coordinator:
                 timeout = min(claim.wait, self.poll)
             if timeout > 0:
                 self._wake.wait(timeout)
+
+    def _settle(self) -> None:
+        """End the jobs the database says run here but this process does not (claimer thread only).
+
+        Only the claimer adds live jobs, right after its claim returns, so any
+        other running job of this worker was claimed without our knowing, or
+        its end could not be written.
+        """
+        self._unsure = False  # before the snapshot: a job given up on meanwhile sets it again
+        with self.lock:
+            live = set(self.live)
+        abandoned, missed = self.store.abandon_unowned(self.worker_id, live)
+        self._emit_abandoned(abandoned)
+        for view, row in missed:
+            self._emit_missed(view, row)
 
     def wake(self) -> None:
         self._wake.set()
@@ -306,6 +330,8 @@ class Coordinator:
             waiters = self.waiters.take_job_end(job.id, job.task.id)
             if self.phase == STOPPING:
                 self._drained.notify_all()
+        if ended is None:
+            self._unsure = True  # not live any more: the claimer ends it as abandoned when it can
         self._wake.set()
         row = job.row()
         if ended is not None and ended.accepted:
@@ -362,12 +388,16 @@ class Coordinator:
                     self._reincarnate()
                 # A SQLite file serves one process (its lock says so): it was swept at start, and a
                 # sweep now could only find this process itself, "silent" if the clock jumped forward.
-                abandoned, dead = self.store.sweep(self.dead_after) if self.store.postgres else ([], [])
+                abandoned, dead, missed = (
+                    self.store.sweep(self.dead_after) if self.store.postgres else ([], [], [])
+                )
                 if dead:
                     self.logger.warning(
                         "quiv presumed %d silent process(es) dead: %s", len(dead), ", ".join(dead)
                     )
                 self._emit_abandoned(abandoned)
+                for view, row in missed:
+                    self._emit_missed(view, row)
                 if self.relay is not None:
                     self.relay.send(self.store.events_wanted())
                 self._forget_missing()

@@ -586,27 +586,38 @@ class DurableStore:
             state = self.hydrate(row, local)
             state.running = job
             plan = state.end_job(job, now)
-            missed: list[tuple[TaskView, JobRow]] = []
-            if job.attempt == 1 and state.retry is None and plan is not DELETE and plan is not None:
-                slots = schedule_points(
-                    state.settings,
-                    job.cycle_due,
-                    max(job.cycle_due, job.started),
-                    state.nominal - TOLERANCE,
-                    MISSED_LIMIT,
-                )
-                missed = self._record_missed(
-                    conn, state, slots, now, "missed: the previous run of the task was still going"
-                )
+            missed = self._record_overlap(conn, state, job, plan, now)
             self._save(conn, state, plan)
             return Ended(True, state.view(), missed)
 
-    def sweep(self, dead_after: float) -> tuple[list[tuple[TaskView, JobRow]], list[str]]:
+    def _record_overlap(
+        self, conn: Connection, state: TaskState, job: JobState, plan: Plan, now: float
+    ) -> list[tuple[TaskView, JobRow]]:
+        """Record as missed the slots that came due while ``job`` (which just ended) was running."""
+        if job.attempt != 1 or state.retry is not None or plan is DELETE or plan is None:
+            return []
+        slots = schedule_points(
+            state.settings,
+            job.cycle_due,
+            max(job.cycle_due, job.started),
+            state.nominal - TOLERANCE,
+            MISSED_LIMIT,
+        )
+        return self._record_missed(
+            conn, state, slots, now, "missed: the previous run of the task was still going"
+        )
+
+    def sweep(
+        self, dead_after: float
+    ) -> tuple[list[tuple[TaskView, JobRow]], list[str], list[tuple[TaskView, JobRow]]]:
         """End the runs of processes silent for ``dead_after`` s as ``abandoned``.
 
-        Returns the ended jobs (with their tasks) and the ids of the workers presumed dead.
+        Returns the ended jobs (with their tasks), the ids of the workers presumed
+        dead, and the slots recorded as missed because an abandoned run still
+        held its task when they came due (as when a run ends late in ``finish``).
         """
         out: list[tuple[TaskView, JobRow]] = []
+        missed: list[tuple[TaskView, JobRow]] = []
         with self._tx("look for dead processes", self.beat_engine) as conn:
             now = self.now(conn)
             dead = [
@@ -633,45 +644,92 @@ class DurableStore:
                     f"abandoned: its process (worker {found.worker}) stopped sending heartbeats "
                     f"for more than {dead_after:g} s"
                 )
-                conn.execute(
-                    update(jobs)
-                    .where(jobs.c.id == found.id, jobs.c.status == JobStatus.RUNNING.value)
-                    .values(
-                        status=JobStatus.ABANDONED.value,
-                        ended_at=max(now, found.started_at),
-                        duration_seconds=max(0.0, now - found.started_at),
-                        error_message=why,
-                    )
-                )
-                ended = found._replace(
-                    status=JobStatus.ABANDONED.value,
-                    ended_at=max(now, found.started_at),
-                    duration_seconds=max(0.0, now - found.started_at),
-                    error_message=why,
-                )
-                row = conn.execute(select(tasks).where(tasks.c.id == found.task_id).with_for_update()).first()
-                if row is None:
-                    out.append((_orphan_view(found), ended))
-                    continue
-                state = self.hydrate(row, None)
-                if row._mapping["running_job"] == found.id:
-                    job = JobState(
-                        id=found.id,
-                        task=state,
-                        task_name=found.task_name,
-                        due=found.scheduled_for or found.started_at,
-                        started=found.started_at,
-                        cycle_due=state.cycle_due if state.cycle_due is not None else found.started_at,
-                        status=JobStatus.ABANDONED,
-                        attempt=found.attempt,
-                        retry_of=found.retry_of,
-                    )
-                    state.running = job
-                    self._save(conn, state, state.end_job(job, now))
-                out.append((state.view(), ended))
+                self._abandon(conn, found, now, why, out, missed)
             if out:
                 self.notify(conn, "quiv_wake")
-        return out, dead
+        return out, dead, missed
+
+    def _abandon(
+        self,
+        conn: Connection,
+        found: JobRow,
+        now: float,
+        why: str,
+        out: list[tuple[TaskView, JobRow]],
+        missed: list[tuple[TaskView, JobRow]],
+    ) -> None:
+        """End a running job nobody will finish as ``abandoned`` and plan its task's next step."""
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.id == found.id, jobs.c.status == JobStatus.RUNNING.value)
+            .values(
+                status=JobStatus.ABANDONED.value,
+                ended_at=max(now, found.started_at),
+                duration_seconds=max(0.0, now - found.started_at),
+                error_message=why,
+            )
+        )
+        ended = found._replace(
+            status=JobStatus.ABANDONED.value,
+            ended_at=max(now, found.started_at),
+            duration_seconds=max(0.0, now - found.started_at),
+            error_message=why,
+        )
+        row = conn.execute(select(tasks).where(tasks.c.id == found.task_id).with_for_update()).first()
+        if row is None:
+            out.append((_orphan_view(found), ended))
+            return
+        state = self.hydrate(row, None)
+        if row._mapping["running_job"] == found.id:
+            job = JobState(
+                id=found.id,
+                task=state,
+                task_name=found.task_name,
+                due=found.scheduled_for or found.started_at,
+                started=found.started_at,
+                cycle_due=state.cycle_due if state.cycle_due is not None else found.started_at,
+                status=JobStatus.ABANDONED,
+                attempt=found.attempt,
+                retry_of=found.retry_of,
+            )
+            state.running = job
+            plan = state.end_job(job, now)
+            missed += self._record_overlap(conn, state, job, plan, now)
+            self._save(conn, state, plan)
+        out.append((state.view(), ended))
+
+    def abandon_unowned(
+        self, worker_id: str, live: set[str]
+    ) -> tuple[list[tuple[TaskView, JobRow]], list[tuple[TaskView, JobRow]]]:
+        """End as ``abandoned`` the jobs running under ``worker_id`` that this process does not run.
+
+        After a transaction failed without an answer, its claim may have been
+        committed all the same: the job then runs nowhere while this worker's
+        heartbeat keeps the sweep away. The same holds for a job whose end
+        could not be written. The caller passes the ids it does run.
+        Returns ``(ended jobs, slots recorded as missed)`` like :meth:`sweep`.
+        """
+        out: list[tuple[TaskView, JobRow]] = []
+        missed: list[tuple[TaskView, JobRow]] = []
+        with self._tx("look for runs this process lost track of") as conn:
+            now = self.now(conn)
+            strays = conn.execute(
+                select(*_JOB_COLUMNS)
+                .where(jobs.c.status == JobStatus.RUNNING.value, jobs.c.worker == worker_id)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for stray in strays:
+                found = JobRow(*stray)
+                if found.id in live:
+                    continue
+                why = (
+                    "abandoned: its process lost the database's answer while claiming or ending it, "
+                    "so it never ran it to the end"
+                )
+                self._abandon(conn, found, now, why, out, missed)
+            if out:
+                self.notify(conn, "quiv_wake")
+        return out, missed
 
     # ------------------------------------------------------------ control
     def transition(

@@ -12,8 +12,12 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from .procs import Cluster
 
 ENV = "QUIV_TEST_DATABASE_URL"
 SKIP_REASON = (
@@ -71,3 +75,20 @@ def pg_conninfo(pg_url: str) -> str:
 def sqlite_url(tmp_path: Path) -> str:
     """A durable SQLite file in the test's own directory (not created yet)."""
     return f"sqlite:///{tmp_path / 'quiv.db'}"
+
+
+@pytest.fixture
+def cluster(pg_url: str, pg_conninfo: str, tmp_path: Path) -> Iterator[Cluster]:
+    """Real quiv processes (``tests/shared/procs.py``) on the test's database, with an audit table.
+
+    Every process still alive when the test ends is killed; their stderr logs
+    are kept in the test's directory.
+    """
+    from .procs import Cluster
+
+    group = Cluster(pg_url, pg_conninfo, tmp_path)
+    group.create_audit()
+    try:
+        yield group
+    finally:
+        group.close()
