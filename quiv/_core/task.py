@@ -403,9 +403,19 @@ class JobState:
             self.error,
             self.attempt,
             self.retry_of,
-            self.due,
+            self.slot,
             self.worker,
         )
+
+    @property
+    def slot(self) -> float:
+        """The slot of the schedule this job runs for (``scheduled_for``, unique per task).
+
+        A first attempt runs for its cycle's slot, before jitter: a late or
+        caught-up run stands for that slot, not for the moment it was started.
+        A retry has its own moment, when it came due.
+        """
+        return self.due if self.retry_of is not None else self.cycle_due
 
     def model(self) -> Job:
         return job_model(self.row())

@@ -84,17 +84,7 @@ def test_skewed_clocks_change_nothing(cluster: Cluster) -> None:
     assert all(by_process.values()), f"every process, whatever its clock, takes part: {by_process}"
 
 
-RUN_ONCE_SLOT = (
-    "with misfire='run_once', the run that catches up after a run longer than the interval is "
-    "recorded with scheduled_for = the previous run's end (TaskState.end_job plans due=ended, "
-    "nominal=last slot, and _claim_row stores job.due), not the slot it stands in for, so that slot "
-    "appears neither as run nor as missed and the unique (task_id, scheduled_for) key is not on the slot"
-)
-
-
-@pytest.mark.parametrize(
-    "misfire", ["skip", pytest.param("run_once", marks=pytest.mark.xfail(strict=True, reason=RUN_ONCE_SLOT))]
-)
+@pytest.mark.parametrize("misfire", ["skip", "run_once"])
 def test_runs_longer_than_the_interval_keep_to_the_slots(cluster: Cluster, misfire: str) -> None:
     """Two processes share a one-second task whose runs take 1.5 s.
 
