@@ -1070,6 +1070,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=None, help="JSON output (the .md goes beside it)")
     parser.add_argument("--server", default=None, help="PostgreSQL URL to create databases from")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"sections: {','.join(SECTIONS)}")
+    parser.add_argument("--window", type=float, default=10.0, help="measured window of the rate figures, s")
     parser.add_argument("--kills", type=int, default=5, help="kills per failover case (>= 5 for the report)")
     parser.add_argument(
         "--wait-idle",
@@ -1107,7 +1108,7 @@ def main(argv: list[str]) -> int:
         parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
     started = time.monotonic()
     results: dict[str, Any] = {"meta": machine_info(mode, server), "errors": {}, "load": {}}
-    warmup, window = 2.0, 10.0
+    warmup, window = 2.0, args.window
 
     def section(name: str, run: Callable[[], Any]) -> None:
         if name not in only:
