@@ -761,6 +761,13 @@ def measure_duplicates(
                 "AND NOT EXISTS (SELECT 1 FROM bench_audit a WHERE a.job_id = j.id)"
             )
         )
+        errors = [
+            f"{status}: {n} x {message}"
+            for status, message, n in db.rows(
+                "SELECT status, left(error_message, 200), count(*) FROM quiv_jobs "
+                "WHERE status IN ('failed', 'abandoned') GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 5"
+            )
+        ]
         per_process = [
             int(n) for (n,) in db.rows("SELECT count(*) FROM bench_audit GROUP BY pid ORDER BY count(*) DESC")
         ]
@@ -780,6 +787,7 @@ def measure_duplicates(
         "audit_rows_without_job": audit_orphans,
         "completed_without_audit": unaudited,
         "runs_per_process": per_process,
+        "failed_or_abandoned": errors,
     }
 
 
@@ -992,6 +1000,17 @@ def render(results: dict[str, Any]) -> str:
             + ".",
             "",
         ]
+        for d in dups_runs:
+            lines.append(
+                f"- `fixed_interval={d['fixed_interval']}`: jobs by status after every process shut down "
+                f"cleanly: {d['jobs_by_status']}"
+                + (
+                    f"; failed or abandoned: {'; '.join(d['failed_or_abandoned'])}"
+                    if d.get("failed_or_abandoned")
+                    else ""
+                )
+            )
+        lines.append("")
     single = results.get("single")
     if single:
         lines += [
@@ -1253,24 +1272,30 @@ def _config(url: str | None, spec: dict[str, Any]) -> Any:
 
 
 class _Audit:
-    """The handler of the duplicates case: one audit row per run, on a connection per thread."""
+    """The handler of the duplicates case: one audit row per run, on one connection per process.
+
+    One connection (behind a lock) rather than one per worker thread: 4
+    processes of quiv already hold up to 19 connections each, and PostgreSQL's
+    default ``max_connections`` is 100.
+    """
 
     def __init__(self, conninfo: str) -> None:
         self.conninfo = conninfo
-        self.local = threading.local()
+        self.lock = threading.Lock()
+        self.conn: Any = None
 
     def __call__(self, _job_id: str) -> None:
         import psycopg
 
-        conn = getattr(self.local, "conn", None)
-        if conn is None:
-            conn = self.local.conn = psycopg.connect(self.conninfo, autocommit=True)
-        conn.execute(
-            "INSERT INTO bench_audit (job_id, task_id, scheduled_for, pid) VALUES (%s, "
-            "(SELECT task_id FROM quiv_jobs WHERE id = %s), "
-            "(SELECT scheduled_for FROM quiv_jobs WHERE id = %s), %s)",
-            (_job_id, _job_id, _job_id, os.getpid()),
-        )
+        with self.lock:
+            if self.conn is None or self.conn.closed:
+                self.conn = psycopg.connect(self.conninfo, autocommit=True)
+            self.conn.execute(
+                "INSERT INTO bench_audit (job_id, task_id, scheduled_for, pid) VALUES (%s, "
+                "(SELECT task_id FROM quiv_jobs WHERE id = %s), "
+                "(SELECT scheduled_for FROM quiv_jobs WHERE id = %s), %s)",
+                (_job_id, _job_id, _job_id, os.getpid()),
+            )
 
 
 def noop() -> None:
