@@ -70,6 +70,11 @@ class Task(SQLModel):
     jitter: float = Field(default=0.0, description=COLUMN_DOCS["jitter"])
     misfire: str = Field(default="skip", description=COLUMN_DOCS["misfire"])
     misfire_grace: float | None = Field(default=None, description=COLUMN_DOCS["misfire_grace"])
+    declared: bool | None = Field(
+        default=None,
+        description="With a database_url: whether a running process declares this task (a task no "
+        "process declares is kept, but nothing runs it). None in the default mode.",
+    )
 
     @field_validator("next_run_at", mode="after")
     @classmethod

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,11 @@ from quiv._delivery.progress import ProgressReport
 from quiv._enums import JobStatus
 
 __all__ = ["JobRunner", "ProgressHook"]
+
+#: A handler reporting progress in a tight loop holds the GIL: the event loop's thread, waiting
+#: for it, gets it only at the next forced switch (5 ms by default) and needs it again at every
+#: wake-up. Once in this many reports the hook releases it (``time.sleep(0)``), so the loop runs.
+GIL_OFFER_EVERY = 256
 
 
 class JobRunner:
@@ -83,13 +89,14 @@ class JobRunner:
 class ProgressHook:
     """The ``_progress_hook`` a handler receives: forwards any payload to the task's callback."""
 
-    __slots__ = ("_dispatcher", "_job_id", "_runner", "_task")
+    __slots__ = ("_calls", "_dispatcher", "_job_id", "_runner", "_task")
 
     def __init__(self, runner: JobRunner, task: TaskState, job_id: str) -> None:
         self._runner = runner
         self._dispatcher = runner.dispatcher
         self._task = task
         self._job_id = job_id
+        self._calls = 0
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
         # Called thousands of times a second by chatty handlers: keep it flat.
@@ -98,9 +105,17 @@ class ProgressHook:
         if callback is not None and not task.removed:
             self._dispatcher.progress(task.id, callback, task.progress_is_async, args, kwargs)
         listeners = self._runner.listeners
+        taps = listeners.taps
+        if taps:
+            for tap in taps:
+                tap(task.id, task.name, self._job_id, args, kwargs)
         if listeners.progress:
             report = ProgressReport(task.id, task.name, self._job_id, args, kwargs, self._runner.now())
             listeners.report_progress(report)
+        calls = self._calls + 1  # a race between threads sharing a hook only shifts the offer
+        self._calls = calls
+        if not calls % GIL_OFFER_EVERY:
+            time.sleep(0)  # offer the GIL to the loop's thread (the live stream's taps never post)
 
     def __repr__(self) -> str:
         return f"<progress hook of task {self._task.name!r}>"

@@ -46,7 +46,7 @@ from quiv._declare.declarations import Declarations
 from quiv._declare.decorators import JobListenerDecorator, TaskDecorator, TaskListenerDecorator
 from quiv._declare.registry import TaskRegistry
 from quiv._delivery.dispatch import Dispatcher
-from quiv._delivery.events import Listeners
+from quiv._delivery.events import Listeners, ProgressTap
 from quiv._delivery.progress import ProgressReport
 from quiv._durable.url import parse_database_url, resolve_database_url
 from quiv._enums import Event, JobStatus, TaskStatus
@@ -856,6 +856,30 @@ class Quiv:
         ``AmbiguousTaskError`` if several declarations match.
         """
         return self._declarations.task_id(func, name)
+
+    def _add_progress_tap(self, tap: ProgressTap) -> None:
+        """Call ``tap(task_id, task_name, job_id, args, kwargs)`` in the job's thread for each report.
+
+        Internal (the live stream uses it): unlike a progress listener, nothing
+        is dispatched to the main loop, so the tap must be cheap and thread-safe.
+        """
+        self._listeners.add_tap(tap)
+
+    def _remove_progress_tap(self, tap: ProgressTap) -> None:
+        self._listeners.remove_tap(tap)
+
+    def _subscribe_remote(self, sink: Callable[[dict[str, Any]], None]) -> None:
+        """Hand the live events and progress of *other* processes to ``sink`` (any thread).
+
+        Only the shared PostgreSQL mode with ``notify`` relays anything; the live
+        stream of :mod:`quiv.fastapi` subscribes while it has clients.
+        """
+        if self._durable is not None:
+            self._durable.subscribe(sink)
+
+    def _unsubscribe_remote(self, sink: Callable[[dict[str, Any]], None]) -> None:
+        if self._durable is not None:
+            self._durable.unsubscribe(sink)
 
     def __repr__(self) -> str:
         if self._durable is not None:

@@ -95,6 +95,8 @@ class TaskView(NamedTuple):
     status: TaskStatus
     next_run: float
     settings: TaskSettings
+    #: Durable modes: whether a live process declares the task (None: not known, or the default mode).
+    declared: bool | None = None
 
     def model(self) -> Task:
         """The public snapshot. Unpickles the arguments: call without the scheduler lock."""
@@ -105,6 +107,7 @@ class TaskView(NamedTuple):
             "status": self.status,
             "next_run_at": utc(self.next_run),
             **self.settings.shown_fields(),
+            "declared": self.declared,
         }
         try:
             values["args"], values["kwargs"] = self.settings.arguments()
@@ -317,11 +320,7 @@ class TaskState:
         if self.removed:
             return None
         settings = self.settings
-        retry = (
-            job.status in _RETRYABLE
-            and not job.stop_requested()
-            and job.attempt <= settings.max_retries
-        )
+        retry = job.status in _RETRYABLE and not job.stop_requested() and job.attempt <= settings.max_retries
         if settings.once and not retry:
             return DELETE
         if retry:

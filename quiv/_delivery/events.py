@@ -20,9 +20,11 @@ from quiv._enums import Event
 if TYPE_CHECKING:
     from quiv._core.task import TaskView
 
-__all__ = ["Listener", "Listeners"]
+__all__ = ["Listener", "Listeners", "ProgressTap"]
 
 Listener = Callable[..., Any]
+#: Called in the job's own thread for each progress report: ``(task_id, task_name, job_id, args, kwargs)``.
+ProgressTap = Callable[[str, str, str, tuple[Any, ...], dict[str, Any]], None]
 
 
 class Listeners:
@@ -32,6 +34,9 @@ class Listeners:
         self.dispatcher = dispatcher
         self._lock = threading.Lock()
         self._table: dict[Event | None, tuple[Listener, ...]] = {**dict.fromkeys(Event, ()), None: ()}
+        #: Internal progress consumers that coalesce for themselves (the live stream): called in
+        #: the reporting thread, never dispatched, so a flood of reports costs the loop nothing.
+        self.taps: tuple[ProgressTap, ...] = ()
 
     def of(self, event: Event) -> tuple[Listener, ...]:
         """The listeners of ``event`` right now (lock-free)."""
@@ -60,6 +65,15 @@ class Listeners:
                 if self._table[key] is current:
                     self._table[key] = kept
                     return
+
+    def add_tap(self, tap: ProgressTap) -> None:
+        with self._lock:
+            if tap not in self.taps:
+                self.taps = (*self.taps, tap)
+
+    def remove_tap(self, tap: ProgressTap) -> None:
+        with self._lock:
+            self.taps = tuple(t for t in self.taps if t != tap)
 
     # --- delivery (never with the scheduler lock held) -------------------------
     def emit_task(self, event: Event, view: TaskView, listeners: tuple[Listener, ...] | None = None) -> None:

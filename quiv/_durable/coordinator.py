@@ -38,7 +38,8 @@ from quiv._core.task import JobState, Plan, TaskState, TaskView, job_model
 from quiv._core.waiters import WaiterRegistry, release_all
 from quiv._core.watchdog import Watchdog
 from quiv._delivery.events import Listeners
-from quiv._durable.store import DurableStore, _Local, definition_hash
+from quiv._durable.relay import CHANNEL, Relay, Sink
+from quiv._durable.store import DurableStore, PresumedDead, _Local, definition_hash
 from quiv._enums import Event, JobStatus
 from quiv._exceptions import ConfigurationError, DatabaseError, SchedulerStoppedError
 from quiv._store.base import JobRow
@@ -97,6 +98,7 @@ class Coordinator:
         self.phase = NEW
         self.waiters = WaiterRegistry()
         self.prepared = False
+        self._preparing = threading.Lock()
         self.last_wake: float | None = None
         self.last_job_start: float | None = None
         self._wake = threading.Event()
@@ -107,25 +109,37 @@ class Coordinator:
         self._watchdog: Watchdog[JobState] = Watchdog(clock, self._expire)
         self._outage_since: float | None = None
         self._outage_lock = threading.Lock()
+        self._reincarnating = threading.Lock()
+        self.relay = Relay(store, lambda: self.worker_id, listeners, logger) if self.notify else None
 
     # ------------------------------------------------------------ set-up
     def prepare(self) -> None:
-        """Connect and create or upgrade the tables, once (first task or start)."""
-        if not self.prepared:
-            self.store.prepare()
-            self.prepared = True
+        """Connect and create or upgrade the tables, once (first task, first operation or start).
+
+        A SQLite file is locked here, so every operation of a scheduler (started
+        or not) is refused while another process holds the file.
+        """
+        if self.prepared:
+            return
+        with self._preparing:  # two threads must not both lock the file: the second would be refused
+            if not self.prepared:
+                self.store.prepare()
+                self.prepared = True
 
     def declare(self, state: TaskState) -> tuple[TaskView, str]:
         """Match a task of this process to the stored one of its name: ``(view, outcome)``."""
         with self.lock:
-            if state.name in self.local:
+            if self.phase in (STOPPING, STOPPED):
+                raise SchedulerStoppedError("the scheduler has been shut down; create a new Quiv")
+            known = self.local.get(state.name)
+        self.prepare()
+        if known is not None:
+            if not self.store.missing_tasks([known.state.id]):
                 raise ConfigurationError(
                     f"a task named {state.name!r} already exists in this scheduler: with a database_url, "
                     "the name is the task's identity across restarts and processes, so names must be unique"
                 )
-            if self.phase in (STOPPING, STOPPED):
-                raise SchedulerStoppedError("the scheduler has been shut down; create a new Quiv")
-        self.prepare()
+            self.forget(state.name)  # its row is gone (removed elsewhere, or a run-once task that ran)
         local = _Local(state, definition_hash(state.settings))
         stored, outcome = self.store.adopt(local)
         state.id, state.created = stored.id, stored.created
@@ -144,9 +158,14 @@ class Coordinator:
         if not self.store.postgres:
             # One process per file (the file lock says so): every other worker row is a dead run's.
             self._emit_abandoned(self.store.sweep(-1e18)[0])
-        self.store.register_worker(self.worker_id, list(self.local))
+        wants = self.relay is not None and bool(self.relay.sinks)
+        self.store.register_worker(self.worker_id, list(self.local), wants_events=wants)
+        if self.relay is not None:
+            self.relay.send(self.store.events_wanted())
         with self.lock:
             self.phase = RUNNING
+        # A clock that jumps (quiv.testing.ManualClock) wakes the claimer: due times may have passed.
+        self.clock.subscribe(self._wake.set)
         self._spawn("quiv-claimer", self._claim_loop)
         self._spawn("quiv-heartbeat", self._beat_loop)
         if self.notify:
@@ -194,6 +213,13 @@ class Coordinator:
                 self._failed(exc)
                 self._wake.wait(backoff)
                 backoff = min(RETRY_MAX_SECONDS, backoff * 2)
+                continue
+            except PresumedDead:
+                try:
+                    self._reincarnate()
+                except DatabaseError as exc:
+                    self._failed(exc)
+                    self._wake.wait(backoff)
                 continue
             except Exception:  # a bug in quiv: log it and keep claiming
                 self.logger.exception("quiv's claim loop failed; it carries on")
@@ -334,12 +360,17 @@ class Coordinator:
             try:
                 if not self.store.heartbeat(self.worker_id):
                     self._reincarnate()
-                abandoned, dead = self.store.sweep(self.dead_after)
+                # A SQLite file serves one process (its lock says so): it was swept at start, and a
+                # sweep now could only find this process itself, "silent" if the clock jumped forward.
+                abandoned, dead = self.store.sweep(self.dead_after) if self.store.postgres else ([], [])
                 if dead:
                     self.logger.warning(
                         "quiv presumed %d silent process(es) dead: %s", len(dead), ", ".join(dead)
                     )
                 self._emit_abandoned(abandoned)
+                if self.relay is not None:
+                    self.relay.send(self.store.events_wanted())
+                self._forget_missing()
                 with self.lock:
                     mine = bool(self.live)
                 if mine:
@@ -355,8 +386,33 @@ class Coordinator:
             except Exception:
                 self.logger.exception("quiv's heartbeat failed; it carries on")
 
+    def _forget_missing(self) -> None:
+        """Drop the tasks whose rows are gone, so their names may be declared again."""
+        with self.lock:
+            ids = {entry.state.id: name for name, entry in self.local.items()}
+        gone = self.store.missing_tasks(list(ids))
+        if gone:
+            with self.lock:
+                for task_id in gone:
+                    entry = self.local.get(ids[task_id])
+                    if entry is not None and entry.state.id == task_id:
+                        del self.local[ids[task_id]]
+                names = list(self.local)
+            self.store.set_worker_tasks(self.worker_id, names)
+
+    def forget(self, name: str) -> None:
+        """The task of this name was removed: it may be added again here."""
+        with self.lock:
+            self.local.pop(name, None)
+
     def _reincarnate(self) -> None:
+        with self._reincarnating:
+            self._reincarnate_once()
+
+    def _reincarnate_once(self) -> None:
         old = self.worker_id
+        if not self.store.worker_gone(old):
+            return  # the other thread did it already
         self.worker_id = str(uuid.uuid4())
         self.logger.warning(
             "this process (worker %s) was presumed dead by the others (no heartbeat for %g s): the jobs "
@@ -366,7 +422,20 @@ class Coordinator:
             self.dead_after,
             self.worker_id,
         )
-        self.store.register_worker(self.worker_id, list(self.local))
+        wants = self.relay is not None and bool(self.relay.sinks)
+        self.store.register_worker(self.worker_id, list(self.local), wants_events=wants)
+
+    def subscribe(self, sink: Sink) -> None:
+        """Hand the live events of the other processes to ``sink`` (PostgreSQL with NOTIFY only)."""
+        relay = self.relay
+        if relay is not None and relay.subscribe(sink) and self.phase == RUNNING:
+            self.store.set_wants_events(self.worker_id, True)
+
+    def unsubscribe(self, sink: Sink) -> None:
+        relay = self.relay
+        if relay is not None and relay.unsubscribe(sink) and self.phase == RUNNING:
+            with contextlib.suppress(DatabaseError):
+                self.store.set_wants_events(self.worker_id, False)
 
     # ---------------------------------------------------------- listener
     def _listen_loop(self) -> None:
@@ -380,11 +449,15 @@ class Coordinator:
                 with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
                     conn.execute("LISTEN quiv_wake")
                     conn.execute("LISTEN quiv_cancel")
+                    conn.execute(f"LISTEN {CHANNEL}")
                     backoff = RETRY_SECONDS
                     self._wake.set()  # what changed while we were not listening
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=1.0):
-                            if note.channel == "quiv_cancel":
+                            if note.channel == CHANNEL:
+                                if self.relay is not None:
+                                    self.relay.receive(note.payload)
+                            elif note.channel == "quiv_cancel":
                                 self.cancel_local(
                                     note.payload, "cancelled by cancel_job() in another process"
                                 )
@@ -429,6 +502,7 @@ class Coordinator:
             jobs = [j for j in self.live.values() if j.request_stop("cancelled: the scheduler shut down")]
         self._stop.set()
         self._wake.set()
+        self.clock.unsubscribe(self._wake.set)
         for job in jobs:
             job.stop.set()
         deadline = time.monotonic() + timeout
@@ -445,12 +519,16 @@ class Coordinator:
         for _ in range(self.pool_size):
             self._queue.put(None)
         self._watchdog.close()
+        if self.relay is not None:
+            self.relay.close()
         release_all(
             waiters, None, SchedulerStoppedError("the scheduler shut down before the job ended"), self.logger
         )
         own = threading.get_ident()
         for thread in self._threads:
-            if thread.ident != own:
+            # The listener notices the stop within a second by itself (its LISTEN wait times out):
+            # not waited for, so shutdown does not cost that second.
+            if thread.ident != own and thread.name != "quiv-listener":
                 thread.join(max(0.0, min(1.0, deadline - time.monotonic())))
         if was == RUNNING and not stuck:
             try:

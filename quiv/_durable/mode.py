@@ -4,12 +4,18 @@
 hands an operation here when state lives in a durable database: each one is
 a transaction of the store (any task, whichever process declared it) and
 the events fire in the process that made the change.
+
+Every operation first prepares the store (connect, create the tables, lock a
+SQLite file), whether or not the scheduler was started: a ``Quiv`` that is
+never started is a client (the ``quiv`` command line is one). It reads and
+changes the shared state but registers no worker and claims no run.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import tzinfo
 from typing import TYPE_CHECKING, Any
 
@@ -18,9 +24,10 @@ from quiv._core.clock import Clock
 from quiv._core.runner import JobRunner
 from quiv._core.task import Plan, TaskState, job_model, utc
 from quiv._core.waiters import SyncWaiter, release_all
+from quiv._declare.checks import check_task_handler
 from quiv._delivery.events import Listeners
 from quiv._durable.coordinator import RUNNING, Coordinator
-from quiv._durable.store import DurableStore
+from quiv._durable.store import DurableStore, WorkerRow
 from quiv._durable.url import DatabaseTarget
 from quiv._enums import Event, JobStatus, TaskStatus
 from quiv._exceptions import (
@@ -111,11 +118,16 @@ class DurableMode:
                 f"update_task cannot change {', '.join(owned)} with a database_url: the code that "
                 "declares the task owns them (change it there and restart)"
             )
+        self.coordinator.prepare()
 
         def step(state: TaskState, now: float) -> Plan:
             settings = state.settings.merge(
                 changes, task_name=state.name, default_timezone=self.timezone, keep_run_at=state.next_run
             )
+            here = self.coordinator.local.get(state.name)
+            if here is not None and ("args" in changes or "kwargs" in changes):
+                # The handler is known here: check the new arguments against it, as the default mode does.
+                check_task_handler(here.state.func, *settings.arguments())
             return state.update(settings, now, reschedule=bool(rescheduling & set(changes)))
 
         view = self.coordinator.transition(task_id, "update a task", step)
@@ -126,7 +138,9 @@ class DurableMode:
         return model
 
     def remove(self, task_id: str) -> None:
+        self.coordinator.prepare()
         view, running = self.store.remove(task_id)
+        self.coordinator.forget(view.name)
         if running is not None:
             self.coordinator.cancel_local(running, "cancelled: its task was removed")
         with self.coordinator.lock:
@@ -141,16 +155,20 @@ class DurableMode:
         self.listeners.emit_task(Event.TASK_REMOVED, view)
 
     def pause(self, task_id: str) -> None:
+        self.coordinator.prepare()
         view = self.coordinator.transition(task_id, "pause a task", lambda state, _now: state.pause())
         self.listeners.emit_task(Event.TASK_PAUSED, view)
 
     def resume(self, task_id: str, after: float) -> None:
+        self.coordinator.prepare()
         view = self.coordinator.transition(
             task_id, "resume a task", lambda state, now: state.resume(now + after)
         )
         self.listeners.emit_task(Event.TASK_RESUMED, view)
 
     def run_now(self, task_id: str) -> int:
+        self.coordinator.prepare()
+
         def step(state: TaskState, now: float) -> Plan:
             if not state.can_run_now():
                 raise TaskNotScheduledError(
@@ -162,30 +180,36 @@ class DurableMode:
         return 1
 
     def get_task(self, task_id: str) -> Task:
+        self.coordinator.prepare()
         return self.store.task_view(task_id, self.coordinator.local).model()
 
     def get_all_tasks(self, include_run_once: bool) -> list[Task]:
+        self.coordinator.prepare()
         views = self.store.task_views(self.coordinator.local, include_run_once)
         return [view.model() for view in views]
 
     # ---------------------------------------------------------------- jobs
     def cancel(self, job_id: str) -> bool:
+        self.coordinator.prepare()
         return self.coordinator.cancel(job_id)
 
     def get_job(self, job_id: str) -> Job:
-        coordinator = self.coordinator
-        with coordinator.lock:
-            job = coordinator.live.get(job_id)
-            row = job.row() if job is not None else None
-        if row is not None:
-            return job_model(row)
+        self.coordinator.prepare()
+        # The row is the truth, even for a job running here: another process may have ended it
+        # (abandoned, when this one was presumed dead) while its handler still runs.
         stored = self.store.get_job(job_id)
-        if stored is None:
+        if stored is not None:
+            return job_model(tuple(stored))
+        with self.coordinator.lock:
+            job = self.coordinator.live.get(job_id)
+            row = job.row() if job is not None else None
+        if row is None:
             raise JobNotFoundError(f"no job with id {job_id!r}")
-        return job_model(tuple(stored))
+        return job_model(row)
 
     def wait_for_job(self, job_id: str, timeout: float | None) -> Job:
         """A job running here wakes its waiter when it ends; one running elsewhere is polled."""
+        self.coordinator.prepare()
         coordinator = self.coordinator
         waiter = SyncWaiter()
         with coordinator.lock:
@@ -205,6 +229,7 @@ class DurableMode:
 
     def wait_for_task(self, task_id: str, timeout: float | None) -> Job:
         """The next job of the task to end, in this process or any other."""
+        self.coordinator.prepare()
         self.get_task(task_id)  # raises TaskNotFoundError
         coordinator = self.coordinator
         waiter = SyncWaiter()
@@ -216,6 +241,13 @@ class DurableMode:
             for j in self.store.list_jobs(JobQuery(task_id=task_id, newest_first=True, limit=50))
             if j.status != JobStatus.RUNNING.value
         }
+
+        def ended() -> Job | None:
+            for row in self.store.list_jobs(JobQuery(task_id=task_id, newest_first=True, limit=50)):
+                if row.id not in seen and row.status not in _NOT_ENDED:
+                    return job_model(tuple(row))
+            return None
+
         try:
             while True:
                 if waiter.wait(REMOTE_WAIT_POLL_SECONDS):
@@ -223,9 +255,19 @@ class DurableMode:
                         raise waiter.error
                     assert waiter.job is not None
                     return waiter.job
-                for row in self.store.list_jobs(JobQuery(task_id=task_id, newest_first=True, limit=50)):
-                    if row.id not in seen and row.status not in _NOT_ENDED:
-                        return job_model(tuple(row))
+                job = ended()
+                if job is not None:
+                    return job
+                try:
+                    self.get_task(task_id)
+                except TaskNotFoundError:
+                    # Removed, maybe by another process; a job that ended just before still counts.
+                    job = ended()
+                    if job is not None:
+                        return job
+                    raise TaskNotFoundError(
+                        f"task {task_id!r} was removed before a job of it ended"
+                    ) from None
                 if deadline is not None and time.monotonic() >= deadline:
                     raise TimeoutError(f"no job of task {task_id!r} ended within {timeout} s")
         finally:
@@ -252,12 +294,14 @@ class DurableMode:
 
     # --------------------------------------------------------------- stats
     def stats(self, pool_size: int, retention: float) -> SchedulerStats:
+        self.coordinator.prepare()
         from quiv.models import SchedulerStats
 
         coordinator = self.coordinator
         with coordinator.lock:
-            oldest = min(coordinator.live.values(), key=lambda job: job.started, default=None)
             busy = coordinator.busy
+        # The oldest running job of any process, like running_jobs (counted from the shared table).
+        oldest = next(iter(self.store.list_jobs(JobQuery(status=JobStatus.RUNNING.value, limit=1))), None)
         tasks_by_status = dict.fromkeys((s.value for s in TaskStatus), 0)
         tasks_by_status.update(self.store.task_counts())
         jobs_by_status = dict.fromkeys((s.value for s in JobStatus), 0)
@@ -270,13 +314,25 @@ class DurableMode:
             pool_size=pool_size,
             free_workers=max(0, pool_size - busy),
             oldest_running_job_id=None if oldest is None else oldest.id,
-            oldest_running_job_started_at=None if oldest is None else utc(oldest.started),
+            oldest_running_job_started_at=None if oldest is None else utc(oldest.started_at),
             completed_in_window=jobs_by_status[JobStatus.COMPLETED.value],
             failed_in_window=jobs_by_status[JobStatus.FAILED.value],
             retention_seconds=retention,
             last_wake_at=None if last_wake is None else utc(last_wake),
             last_job_started_at=None if last_start is None else utc(last_start),
         )
+
+    def workers(self) -> tuple[float, list[WorkerRow]]:
+        """The processes registered in the database (with the database's time now), for ``quiv stats``."""
+        self.coordinator.prepare()
+        return self.store.list_workers()
+
+    # -------------------------------------------------------------- relay
+    def subscribe(self, sink: Callable[[dict[str, Any]], None]) -> None:
+        self.coordinator.subscribe(sink)
+
+    def unsubscribe(self, sink: Callable[[dict[str, Any]], None]) -> None:
+        self.coordinator.unsubscribe(sink)
 
     # ----------------------------------------------------------- lifecycle
     @property

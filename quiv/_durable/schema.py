@@ -113,6 +113,8 @@ workers = Table(
     Column("pid", Integer, nullable=False),
     # The task names this process can run, one per line.
     Column("tasks", Text, nullable=False, default=""),
+    # True while this process's live stream has clients: the others relay their events to it.
+    Column("wants_events", Boolean, nullable=False, default=False),
 )
 
 meta = Table(

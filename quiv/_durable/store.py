@@ -59,7 +59,7 @@ from quiv._schedule.options import COLUMNS, TaskSettings
 from quiv._schedule.triggers import TOLERANCE, schedule_points
 from quiv._store.base import JobQuery, JobRow
 
-__all__ = ["Claim", "DurableStore", "Ended", "definition_hash"]
+__all__ = ["Claim", "DurableStore", "Ended", "PresumedDead", "WorkerRow", "definition_hash"]
 
 _OPTION_NAMES = tuple(c.name for c in COLUMNS)
 _SCHEDULE_COLUMNS = frozenset({"interval_seconds", "run_once", "fixed_interval", "cron", "cron_timezone"})
@@ -87,6 +87,10 @@ def _not_declared_here(*_args: Any, **_kwargs: Any) -> None:
 _ELSEWHERE_PLAN = injection_plan(_not_declared_here)
 
 
+class PresumedDead(Exception):
+    """This process's worker row is gone: the others presumed it dead. Re-register, then go on."""
+
+
 class Claim(NamedTuple):
     """What one claim transaction did."""
 
@@ -104,6 +108,18 @@ class Ended(NamedTuple):
     accepted: bool
     view: TaskView | None
     missed: list[tuple[TaskView, JobRow]]
+
+
+class WorkerRow(NamedTuple):
+    """A live process, as its row in ``quiv_workers`` shows it."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: float
+    heartbeat_at: float
+    #: The task names it declares.
+    tasks: tuple[str, ...]
 
 
 @dataclass
@@ -251,7 +267,24 @@ class DurableStore:
                 ) from None
             raise
 
-    def register_worker(self, worker_id: str, names: Sequence[str]) -> None:
+    def notify_many(self, channel: str, payloads: Sequence[str]) -> None:
+        """Send ``payloads`` on ``channel``, in order, in one transaction."""
+        with self._tx("relay events") as conn:
+            conn.execute(
+                text("SELECT pg_notify(:channel, payload) FROM unnest(CAST(:payloads AS text[])) AS payload"),
+                {"channel": channel, "payloads": list(payloads)},
+            )
+
+    def set_wants_events(self, worker_id: str, wanted: bool) -> None:
+        with self._tx("record this process's interest in events") as conn:
+            conn.execute(update(workers).where(workers.c.id == worker_id).values(wants_events=wanted))
+
+    def events_wanted(self) -> bool:
+        """True if some live process serves a live stream (so events should be relayed)."""
+        with self._tx("read the live processes", self.beat_engine) as conn:
+            return bool(conn.execute(select(func.count()).where(workers.c.wants_events.is_(True))).scalar())
+
+    def register_worker(self, worker_id: str, names: Sequence[str], *, wants_events: bool = False) -> None:
         with self._tx("register this process") as conn:
             now = self.now(conn)
             conn.execute(
@@ -262,6 +295,7 @@ class DurableStore:
                     host=os.uname().nodename,
                     pid=os.getpid(),
                     tasks="\n".join(sorted(names)),
+                    wants_events=wants_events,
                 )
             )
 
@@ -277,6 +311,18 @@ class DurableStore:
             now = self.now(conn)
             result = conn.execute(update(workers).where(workers.c.id == worker_id).values(heartbeat_at=now))
             return bool(result.rowcount)
+
+    def missing_tasks(self, ids: Sequence[str]) -> set[str]:
+        """Which of these task ids have no row any more (removed, or a run-once task that ran)."""
+        if not ids:
+            return set()
+        with self._tx("look up tasks", self.beat_engine) as conn:
+            found = {r[0] for r in conn.execute(select(tasks.c.id).where(tasks.c.id.in_(list(ids))))}
+        return set(ids) - found
+
+    def worker_gone(self, worker_id: str) -> bool:
+        with self._tx("look up this process") as conn:
+            return conn.execute(select(workers.c.id).where(workers.c.id == worker_id)).first() is None
 
     def unregister_worker(self, worker_id: str) -> None:
         with self._tx("unregister this process") as conn:
@@ -423,10 +469,20 @@ class DurableStore:
         started: list[JobState] = []
         missed: list[tuple[TaskView, JobRow]] = []
         names = list(local)
+        # By id, not name: a row removed elsewhere and added again under the name is another task.
+        ids = [entry.state.id for entry in local.values()]
         with self._tx("claim due runs") as conn:
             now = self.now(conn)
+            # Lock our worker row against a sweep while claiming: a process presumed dead claims nothing.
+            alive = conn.execute(
+                select(workers.c.id)
+                .where(workers.c.id == worker_id)
+                .with_for_update(read=True, key_share=True)
+            ).first()
+            if alive is None:
+                raise PresumedDead(worker_id)
             claimable = and_(
-                tasks.c.task_name.in_(names),
+                tasks.c.id.in_(ids),
                 tasks.c.running_job.is_(None),
                 or_(tasks.c.status != TaskStatus.PAUSED.value, tasks.c.manual_due.is_not(None)),
             )
@@ -518,6 +574,9 @@ class DurableStore:
                 )
             )
             if not result.rowcount:
+                stored = conn.execute(select(jobs.c.status, jobs.c.worker).where(jobs.c.id == job.id)).first()
+                if stored is not None and tuple(stored) == (job.status.value, job.worker):
+                    return Ended(True, None, [])  # an earlier try committed, then the connection broke
                 return Ended(False, None, [])
             job.ended = ended
             row = conn.execute(select(tasks).where(tasks.c.id == job.task.id).with_for_update()).first()
@@ -674,9 +733,11 @@ class DurableStore:
     def task_view(self, task_id: str, local: dict[str, _Local]) -> TaskView:
         with self._tx("read a task") as conn:
             row = conn.execute(select(tasks).where(tasks.c.id == task_id)).first()
+            declared = self._declared(conn) if row is not None else set()
         if row is None:
             raise TaskNotFoundError(f"no task with id {task_id!r}")
-        return self.hydrate(row, local.get(row._mapping["task_name"])).view()
+        name = row._mapping["task_name"]
+        return self.hydrate(row, local.get(name)).view()._replace(declared=name in declared)
 
     def task_views(self, local: dict[str, _Local], include_run_once: bool) -> list[TaskView]:
         statement = select(tasks).order_by(tasks.c.created_at, tasks.c.id)
@@ -684,18 +745,42 @@ class DurableStore:
             statement = statement.where(tasks.c.run_once.is_(False))
         with self._tx("read the tasks") as conn:
             rows = conn.execute(statement).all()
-        return [self.hydrate(row, local.get(row._mapping["task_name"])).view() for row in rows]
+            declared = self._declared(conn)
+        views = []
+        for row in rows:
+            name = row._mapping["task_name"]
+            views.append(self.hydrate(row, local.get(name)).view()._replace(declared=name in declared))
+        return views
+
+    @staticmethod
+    def _declared(conn: Connection) -> set[str]:
+        """The task names some live process declares."""
+        rows = conn.execute(select(workers.c.tasks)).all()
+        return {name for (names,) in rows for name in names.split("\n") if name}
+
+    def list_workers(self) -> tuple[float, list[WorkerRow]]:
+        """``(now, the processes registered)``, oldest first; ``now`` on the clock heartbeats use."""
+        with self._tx("read the live processes") as conn:
+            now = self.now(conn)
+            rows = conn.execute(
+                select(
+                    workers.c.id,
+                    workers.c.host,
+                    workers.c.pid,
+                    workers.c.started_at,
+                    workers.c.heartbeat_at,
+                    workers.c.tasks,
+                ).order_by(workers.c.started_at, workers.c.id)
+            ).all()
+        return now, [
+            WorkerRow(id_, host, pid, started, beat, tuple(n for n in names.split("\n") if n))
+            for id_, host, pid, started, beat, names in rows
+        ]
 
     def task_counts(self) -> dict[str, int]:
         with self._tx("count the tasks") as conn:
             rows = conn.execute(select(tasks.c.status, func.count()).group_by(tasks.c.status)).all()
         return {str(status): int(count) for status, count in rows}
-
-    def declared_names(self) -> set[str]:
-        """The task names some live process declares."""
-        with self._tx("read the live processes") as conn:
-            rows = conn.execute(select(workers.c.tasks)).all()
-        return {name for (names,) in rows for name in names.split("\n") if name}
 
     def get_job(self, job_id: str) -> JobRow | None:
         with self._tx("read a job") as conn:

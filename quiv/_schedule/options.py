@@ -49,6 +49,7 @@ __all__ = [
     "TaskSettings",
     "check_seconds",
     "check_task_name",
+    "describe_schedule",
 ]
 
 MisfirePolicy = Literal["skip", "run_once"]
@@ -480,6 +481,23 @@ class TaskSettings:
         cron_expr = values["cron"] if "cron" in values else _expr(merged["cron"])
         merged.update(values)
         return _finish(merged, cron_expr, "cron_timezone" in changes, default_timezone)
+
+
+def describe_schedule(fields: Mapping[str, Any]) -> str:
+    """A task's schedule in a few words (``every 5m``, ``cron 0 3 * * * (UTC)``, ``once``), for listings.
+
+    ``fields`` are the public ``Task``'s fields, by name (``dict(task)``).
+    """
+    cron, interval = fields.get("cron"), fields.get("interval_seconds")
+    if cron is not None:
+        zone = fields.get("cron_timezone")
+        return f"cron {cron}" + (f" ({zone})" if zone else "")
+    if fields.get("run_once") or interval is None:
+        return "once"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if interval >= size and interval % size == 0:
+            return f"every {int(interval // size)}{unit}"
+    return f"every {interval:g}s"
 
 
 def _expr(cron: CronSchedule | None) -> str | None:

@@ -8,13 +8,13 @@ client receives and let Python clients type what they parse.
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from typing_extensions import TypedDict
 
+from quiv._delivery.jsonable import jsonable as _jsonable
 from quiv._enums import Event, JobStatus
 from quiv.models import Job, Task
 
@@ -234,20 +234,3 @@ class OverflowMessage(TypedDict):
 
 StreamMessage = HelloMessage | TaskEventMessage | JobEventMessage | ProgressMessage | OverflowMessage
 """Any message of the live stream; ``event`` tells which."""
-
-
-def _jsonable(value: object) -> Any:
-    """``value`` if JSON can carry it as is (recursively), else its ``repr``."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)  # JSON has no NaN or infinity
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    return repr(value)

@@ -59,7 +59,7 @@ def test_the_typed_options_and_the_settings_declare_the_same_options() -> None:
 
 def test_every_stored_option_is_a_field_of_the_public_task_and_of_quiv_task() -> None:
     columns = {c.name for c in COLUMNS}
-    assert columns | {"id", "task_name", "status", "next_run_at"} == set(Task.model_fields)
+    assert columns | {"id", "task_name", "status", "next_run_at", "declared"} == set(Task.model_fields)
     assert set(QuivTask.model_fields) == set(Task.model_fields)
     for column in COLUMNS:
         # Descriptions are the schema's doc lines, not written again.

@@ -412,3 +412,26 @@ def test_a_stuck_async_callback_holds_up_only_its_own_task(
     assert [c.args[0] for c in other_calls.wait_for(3)] == [0, 1, 2]
     assert [c.args[2].status for c in ends.wait_for(2)] == [JobStatus.COMPLETED] * 2, "jobs do not wait"
     assert len(stuck_calls) == 1
+
+
+def test_a_chatty_handler_offers_the_gil_every_256_reports(
+    make_quiv: QuivFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without callback or listener nothing is posted to the loop, yet a tight loop of reports lets it run."""
+    from quiv._core import runner
+
+    offers: list[tuple[int, float]] = []
+
+    class Clock:
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            offers.append((threading.get_ident(), seconds))
+
+    monkeypatch.setattr(runner, "time", Clock)
+    reporter = Reporter(1024)
+    scheduler = make_quiv()
+    ends = _ends(scheduler)
+    scheduler.add_task("t", reporter, interval=3600)
+    scheduler.start()
+    ends.wait_for(1)
+    assert offers == [(reporter.thread, 0)] * 4

@@ -13,17 +13,19 @@ loop, so each test prepares its scheduler *before* asking for the page.
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import threading
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
-from fastapi_support import DEADLINE, JobEvents, ServerThread, Steps, idle
+from fastapi_support import DEADLINE, JobEvents, ServerThread, Steps, idle, wait_until
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
-from quiv import Event, Quiv
+from quiv import Event, Job, Quiv, Task
 from quiv.fastapi import quiv_lifespan, quiv_router
 
 CHROMIUM_ARGS = [
@@ -128,6 +130,7 @@ def test_run_now_shows_progress_advancing_and_the_job_finishing(
         expect(job_row).to_have_attribute("data-status", "completed")
         expect(job_row.locator('[role="progressbar"]')).to_have_attribute("aria-valuenow", "100")
         expect(job_row.locator('[data-role="duration"]')).not_to_have_text("\u2013")
+        expect(job_row.locator('[data-role="worker"]')).to_have_text("")  # no database_url: no worker id
         expect(row).to_have_attribute("data-status", "active")
         expect(row.locator('[role="progressbar"]')).to_have_count(0)
         assert scheduler.get_job(job_id).status == "completed"
@@ -180,3 +183,56 @@ def test_an_error_answer_is_shown(scheduler: Quiv, request: pytest.FixtureReques
         expect(page.locator("#toast")).to_contain_text("run-once")
         steps.release()
         expect(row).to_have_count(0)  # gone once its one job ended
+
+
+def test_with_a_database_jobs_show_their_worker_and_missed_slots(
+    make_quiv: Callable[..., Quiv], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = f"sqlite:///{tmp_path / 'quiv.db'}"
+    earlier = make_quiv(database_url=url)  # an earlier run of the application declared a task since dropped
+    retired = earlier.add_task("retired", idle, interval=3600, delay=3600)
+    earlier.shutdown()
+    scheduler = make_quiv(pool_size=2, database_url=url)
+    steps = Steps(total=1)
+    missed: queue.Queue[Job] = queue.Queue()
+
+    def on_missed(event: Event, task: Task, job: Job) -> None:
+        missed.put(job)
+
+    scheduler.add_listener(Event.JOB_MISSED, on_missed)
+    task_id = scheduler.add_task("ticker", steps.handler, interval=0.2)
+    events = JobEvents(scheduler)
+    page: Page = request.getfixturevalue("page")
+    with serve(scheduler) as server:
+        job = events.next(Event.JOB_STARTED)
+        assert job.scheduled_for is not None
+        # While the job is held, slots of its 0.2 s schedule go by: they are recorded as missed.
+        due = job.scheduled_for + timedelta(seconds=0.5)
+        wait_until(lambda: datetime.now(timezone.utc) > due, what="two slots to go by")
+        steps.release()
+        skipped = missed.get(timeout=DEADLINE)
+        scheduler.pause_task(task_id)
+
+        open_dashboard(page, server)
+        worker = scheduler.worker_id
+        assert worker is not None
+        job_row = page.locator(f'#jobs tr[data-job-id="{job.id}"]')
+        expect(job_row).to_have_attribute("data-status", "completed")
+        expect(job_row.locator('[data-role="worker"]')).to_have_text(worker[:8])
+        expect(job_row.locator('[data-role="worker"]')).to_have_attribute("title", worker)
+        missed_row = page.locator(f'#jobs tr[data-job-id="{skipped.id}"]')
+        expect(missed_row.locator('[data-role="status"]')).to_have_text("missed")
+        expect(missed_row.locator('[data-role="worker"]')).to_have_text("")
+        expect(missed_row.locator("td.error")).to_contain_text("missed")
+        expect(missed_row.locator('[role="progressbar"]')).to_have_count(0)
+
+        note = page.locator(f'#tasks tr[data-task-id="{retired}"] [data-role="task-note"]')
+        expect(note).to_contain_text("declared by no process")
+        ticker_note = page.locator(f'#tasks tr[data-task-id="{task_id}"] [data-role="task-note"]')
+        expect(ticker_note).not_to_contain_text("declared by no process")
+
+        page.locator("#job-filter").select_option("missed")
+        expect(job_row).to_have_count(0)
+        expect(missed_row).to_have_count(1)
+        statuses = page.locator("#jobs tbody tr").evaluate_all("rows => rows.map(r => r.dataset.status)")
+        assert set(statuses) == {"missed"}

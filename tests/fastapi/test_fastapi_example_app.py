@@ -128,7 +128,10 @@ def test_the_example_app_runs_a_task_end_to_end(app: App) -> None:
             if message["event"] == "job_completed":
                 job_id = message["job_id"]
                 break
-        assert steps == [1, 2, 3, 4, 5]
+        # Progress is coalesced (at most one message per job every 0.1 s): steps may be
+        # skipped, never reordered, and the last one always arrives before the end.
+        assert steps == sorted(set(steps))
+        assert steps[-1] == 5
 
         # The application's own route adds a one-off task next to the declared ones.
         queued = app.call("POST", "/reports/monthly")

@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import socket
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -233,87 +232,127 @@ def _read_frames(sock: socket.socket) -> Iterator[str]:
 
 
 def test_a_stuck_client_blocks_neither_the_loop_nor_other_clients(scheduler: Quiv) -> None:
-    """A client that stops reading fills its queue; a client that keeps up gets every message.
+    """A client that stops reading fills its lifecycle lane; a client that keeps up gets every event.
 
-    The handler sends 5000 big progress reports, in batches of 100 that the
-    reading client acknowledges: it never falls more than a batch behind, well
-    within its queue of 256. The stuck client's socket buffers (a few MB at
-    most) and queue cannot hold the 20 MB, so its queue must drop the oldest
-    messages. Meanwhile the HTTP API, served by the same event loop, answers.
+    1000 jobs fail with a 16 KB message each (16 MB of ``job_failed`` events),
+    started in batches of 50 that the reading client acknowledges: it never
+    falls more than a batch behind, well within its lane of 256. The stuck
+    client's socket buffers cannot hold 16 MB, so its lane must drop the oldest
+    events. Meanwhile the HTTP API, served by the same event loop, answers.
     """
-    reports, batch, queue_size = 5000, 100, 256
-    stream = EventStream(scheduler, queue_size=queue_size, send_timeout=DEADLINE)
-    filler = "x" * 4096
-    acknowledged = threading.Semaphore(0)
-    proceed = threading.Event()
+    runs, batch, queue_size = 1000, 50, 256
+    stream = EventStream(scheduler, queue_size=queue_size, send_timeout=60)
+    filler = "x" * 16384
+    events = JobEvents(scheduler)
 
-    def flood(_progress_hook: ProgressHook | None = None) -> None:
-        assert _progress_hook is not None
-        for index in range(reports):
-            _progress_hook(index=index, filler=filler)
-            if index % batch == batch - 1 and not acknowledged.acquire(timeout=DEADLINE):
-                return
-        proceed.wait(DEADLINE)  # keep the job open until the test has looked at the loop
+    def fail() -> None:
+        raise RuntimeError(filler)
 
     with ServerThread(make_app(scheduler, stream)) as server, closing(_raw_websocket(server.port)) as stuck:
         with subscribed(server) as client:
             wait_until(lambda: stream.clients == 2, what="both clients to be connected")
-            task_id = scheduler.add_task("flood", flood, interval=60, delay=FAR)
-            post(server, f"/tasks/{task_id}/run")
+            task_id = scheduler.add_task("fail", fail, interval=60, delay=FAR)
+            assert receive(client)["event"] == "task_added"
+            ended: list[str] = []
+            for done in range(batch, runs + 1, batch):
+                for _ in range(batch):
+                    run_and_wait(scheduler, task_id, events)
+                while len(ended) < done:  # the reading client acknowledges the batch
+                    message = receive(client)
+                    assert message["event"] != "overflow"
+                    if message["event"] == "job_failed":
+                        ended.append(message["job_id"])
+            assert len(ended) == len(set(ended)) == runs  # the reading client missed no event
 
-            indexes: list[int] = []
-            while len(indexes) < reports:
-                message = receive(client)
-                assert message["event"] != "overflow"
-                if message["event"] == "progress":
-                    index = message["payload"]["index"]
-                    indexes.append(index)
-                    if index % batch == batch - 1:
-                        acknowledged.release()
-            assert indexes == list(range(reports))  # the reading client missed nothing
-
-            assert stream.dropped > 0  # the stuck client's queue overflowed
+            assert stream.dropped > 0  # the stuck client's lane overflowed
             started = time.monotonic()
             assert get(server, "/tasks")[0]["id"] == task_id  # the loop still serves requests
             assert time.monotonic() - started < 5.0
-            proceed.set()
-            assert receive_until(client, "job_completed")[-1]["task_id"] == task_id
 
         # Now the stuck client reads: what it had room for, an overflow notice where
-        # the gap is, then the newest messages up to the end of the job.
+        # the gap is, then the newest events up to the last job's end.
         messages = []
         for text in _read_frames(stuck):
             messages.append(json.loads(text))
-            if messages[-1]["event"] == "job_completed":
+            if messages[-1]["event"] == "job_failed" and messages[-1]["job_id"] == ended[-1]:
                 break
     kinds = [m["event"] for m in messages]
-    assert kinds[0] == "hello"
-    assert kinds[-1] == "job_completed"
+    assert kinds[:2] == ["hello", "task_added"]
     dropped = sum(m["dropped"] for m in messages if m["event"] == "overflow")
-    received = [m["payload"]["index"] for m in messages if m["event"] == "progress"]
+    received = [m for m in messages if m["event"] in ("job_started", "job_failed")]
     assert dropped > 0
-    assert len(received) + dropped == reports  # every report was either delivered or counted
-    assert received == sorted(received)
-    assert received[-1] == reports - 1  # the newest survive
+    assert len(received) + dropped == 2 * runs  # every event was either delivered or counted
+    assert [m["job_id"] for m in received if m["event"] == "job_failed"][-1] == ended[
+        -1
+    ]  # the newest survive
     assert stream.dropped == dropped
 
 
-def test_a_client_slower_than_send_timeout_is_disconnected(scheduler: Quiv) -> None:
-    # 13 MB queued (the queue holds them all) is more than the socket buffers take: a send blocks.
-    stream = EventStream(scheduler, queue_size=256, send_timeout=0.5)
-    filler = "y" * 65536
-    finished = JobEvents(scheduler)
+def run_and_wait(scheduler: Quiv, task_id: str, events: JobEvents) -> None:
+    """Run the task now and wait until its job has failed (the task runs one job at a time)."""
+    scheduler.run_task_immediately(task_id)
+    events.next(Event.JOB_FAILED)
+
+
+def test_a_progress_flood_is_coalesced_and_never_hides_lifecycle_events(scheduler: Quiv) -> None:
+    """A handler reporting as fast as it can: every event arrives, progress at most every 0.1 s a job."""
+    stream = EventStream(scheduler, queue_size=8)
+    reports = 200_000
 
     def flood(_progress_hook: ProgressHook | None = None) -> None:
         assert _progress_hook is not None
-        for index in range(200):
-            _progress_hook(index=index, filler=filler)
+        for index in range(reports):
+            _progress_hook(index=index)
+
+    with ServerThread(make_app(scheduler, stream)) as server, subscribed(server) as client:
+        task_id = scheduler.add_task("flood", flood, interval=60, delay=FAR)
+        post(server, f"/tasks/{task_id}/run")
+        started_at = time.monotonic()
+        seen = receive_until(client, "job_completed", task_id=task_id)
+        elapsed = time.monotonic() - started_at
+    kinds = [m["event"] for m in seen]
+    assert "overflow" not in kinds
+    assert kinds[0] == "task_added"
+    assert kinds[1] == "job_started"
+    assert kinds[-1] == "job_completed"
+    indexes = [m["payload"]["index"] for m in seen if m["event"] == "progress"]
+    assert indexes == sorted(indexes)
+    assert indexes[-1] == reports - 1  # the last report precedes the end
+    assert len(indexes) <= elapsed / 0.1 + 3  # coalesced: one message per 0.1 s, not one per report
+    assert stream.dropped == 0
+
+
+def test_progress_interval_zero_sends_reports_as_the_loop_can(scheduler: Quiv) -> None:
+    """With progress_interval=0 a slow reporter's every step arrives."""
+    stream = EventStream(scheduler, progress_interval=0)
+    steps = Steps(total=3)
+    with ServerThread(make_app(scheduler, stream)) as server, subscribed(server) as client:
+        task_id = scheduler.add_task("steps", steps.handler, interval=60, delay=FAR)
+        post(server, f"/tasks/{task_id}/run")
+        got = []
+        for step in (1, 2, 3):
+            steps.release(step)
+            got.append(receive_until(client, "progress")[-1]["payload"]["step"])
+        assert got == [1, 2, 3]
+
+
+def test_a_client_slower_than_send_timeout_is_disconnected(scheduler: Quiv) -> None:
+    # 200 failures of 64 KB each: far more than the socket buffers take, so a send blocks
+    # (and the lane of 16 stays full): either rule cuts the client off after 0.5 s.
+    stream = EventStream(scheduler, queue_size=16, send_timeout=0.5)
+    filler = "y" * 65536
+    events = JobEvents(scheduler)
+
+    def fail() -> None:
+        raise RuntimeError(filler)
 
     with ServerThread(make_app(scheduler, stream)) as server, closing(_raw_websocket(server.port)):
         wait_until(lambda: stream.clients == 1, what="the client to be connected")
-        task_id = scheduler.add_task("flood", flood, interval=60, delay=FAR)
-        post(server, f"/tasks/{task_id}/run")
-        finished.next(Event.JOB_COMPLETED)
+        task_id = scheduler.add_task("fail", fail, interval=60, delay=FAR)
+        for _ in range(200):
+            if stream.clients == 0:
+                break
+            run_and_wait(scheduler, task_id, events)
         wait_until(lambda: stream.clients == 0, what="the slow client to be dropped")
         assert stream.slow_disconnects == 1
 
@@ -371,4 +410,6 @@ def test_stream_options_are_checked(scheduler: Quiv) -> None:
         EventStream(scheduler, queue_size=0)
     with pytest.raises(InvalidArgumentError, match="send_timeout"):
         EventStream(scheduler, send_timeout=0)
+    with pytest.raises(InvalidArgumentError, match="progress_interval"):
+        EventStream(scheduler, progress_interval=-1)
     assert "queue_size=256" in repr(EventStream(scheduler))

@@ -44,7 +44,7 @@ def admin_execute(sql: str) -> None:
     import psycopg
 
     with psycopg.connect(_conninfo(server_url()), autocommit=True) as conn:
-        conn.execute(sql)  # type: ignore[arg-type]
+        conn.execute(sql.encode())
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path
@@ -20,10 +21,15 @@ class ReportQueued(BaseModel):
 
 @router.post("/{report_type}", status_code=202)
 def request_report(report_type: Annotated[str, Path(pattern=r"^[a-z0-9-]{1,40}$")]) -> ReportQueued:
-    """Build one report now, outside the weekly schedule; follow it on the dashboard."""
+    """Build one report now, outside the weekly schedule; follow it on the dashboard.
+
+    Each request gets a task name of its own: with a ``database_url`` (durable
+    or shared mode) a task's name is its identity, so two requests for the
+    same report type must not share one.
+    """
     try:
         task_id = scheduler.add_task(
-            f"report:{report_type}",
+            f"report:{report_type}:{uuid.uuid4().hex[:8]}",
             generate_report,
             interval=60,
             run_once=True,

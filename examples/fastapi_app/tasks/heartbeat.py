@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from examples.fastapi_app.scheduler import STEP_SECONDS, scheduler
+from examples.fastapi_app.scheduler import HEARTBEAT_SECONDS, STEP_SECONDS, scheduler
 from quiv.types import ProgressHook
 
 logger = logging.getLogger(__name__)
 
 
-@scheduler.task(interval=30, fixed_interval=False)
+@scheduler.task(interval=HEARTBEAT_SECONDS, fixed_interval=False)
 async def heartbeat(_progress_hook: ProgressHook | None = None) -> None:
     """Ping a few upstream services concurrently and report each answer."""
     services = ("billing", "search", "storage")

@@ -1,0 +1,71 @@
+"""Regressions of the shared mode: a task name freed when its row goes, arguments checked on update."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from quiv import Event, HandlerRegistrationError, Quiv, QuivConfig
+
+DEADLINE = 15.0
+
+
+@pytest.fixture
+def pair(pg_url: str) -> Iterator[tuple[Quiv, Quiv]]:
+    config = QuivConfig(database_url=pg_url, heartbeat_seconds=0.2, dead_after_seconds=5, poll_seconds=0.5)
+    first, second = Quiv(config=config), Quiv(config=config)
+    try:
+        yield first, second
+    finally:
+        first.shutdown(timeout=5)
+        second.shutdown(timeout=5)
+
+
+def test_a_run_once_task_that_ran_frees_its_name(pair: tuple[Quiv, Quiv]) -> None:
+    scheduler, _ = pair
+    ended = threading.Event()
+    scheduler.add_listener(Event.JOB_COMPLETED, lambda *_: ended.set())  # fires once the end is written
+    scheduler.start()
+    task_id = scheduler.add_task("once", lambda: None, interval=60, run_once=True)
+    assert ended.wait(DEADLINE)
+    # The run is over and the row deleted: the same name may be added again (it was refused).
+    again = threading.Event()
+    new_id = scheduler.add_task("once", again.set, interval=60, run_once=True)
+    assert new_id != task_id
+    assert again.wait(DEADLINE)
+
+
+def test_a_task_removed_and_added_again_elsewhere_is_not_run_with_the_old_handler(
+    pair: tuple[Quiv, Quiv],
+) -> None:
+    old_side, new_side = pair
+    ran_old, ran_new = threading.Event(), threading.Event()
+    old_id = old_side.add_task("job", ran_old.set, interval=3600, delay=3600)
+    assert new_side.add_task("job", ran_old.set, interval=3600, delay=3600) == old_id
+    new_side.remove_task(old_id)
+    new_id = new_side.add_task("job", ran_new.set, interval=3600, delay=3600)
+    assert new_id != old_id
+    old_side.start()
+    new_side.start()
+    for _ in range(5):
+        new_side.run_task_immediately(new_id)
+        new_side.wait_for_task(new_id, timeout=DEADLINE)
+    assert ran_new.is_set()
+    assert not ran_old.is_set(), "the process holding the removed task ran the new one with its old handler"
+    assert {job.worker for job in new_side.get_all_jobs(task_id=new_id)} == {new_side.worker_id}
+
+
+def test_update_task_checks_new_arguments_against_a_handler_declared_here(pair: tuple[Quiv, Quiv]) -> None:
+    scheduler, _ = pair
+
+    def handler(region: str) -> None:
+        del region
+
+    task_id = scheduler.add_task("report", handler, interval=3600, delay=3600, kwargs={"region": "eu"})
+    with pytest.raises(HandlerRegistrationError):
+        scheduler.update_task(task_id, kwargs={"nope": 1})
+    assert scheduler.get_task(task_id).kwargs == {"region": "eu"}  # nothing was written
+    scheduler.update_task(task_id, kwargs={"region": "us"})
+    assert scheduler.get_task(task_id).kwargs == {"region": "us"}
