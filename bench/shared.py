@@ -200,14 +200,14 @@ class Database:
         self.conn = psycopg.connect(conninfo, autocommit=True)
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self.conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+        return self.conn.execute(sql, params).fetchall()
 
     def value(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        row = self.conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
+        row = self.conn.execute(sql, params).fetchone()
         return None if row is None else row[0]
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self.conn.execute(sql, params)  # type: ignore[arg-type]
+        self.conn.execute(sql, params)
 
     def now(self) -> float:
         """The database's clock: the one quiv compares due times with."""
@@ -240,7 +240,7 @@ class Server:
         import psycopg
 
         with psycopg.connect(self.conninfo(), autocommit=True, connect_timeout=5) as conn:
-            cursor = conn.execute(sql)  # type: ignore[arg-type]
+            cursor = conn.execute(sql)
             row = cursor.fetchone() if cursor.description is not None else None
             return None if row is None else row[0]
 
@@ -800,6 +800,7 @@ def measure_single(
     out: list[dict[str, Any]] = []
     for mode in ("temporary", "sqlite", "postgresql"):
         with contextlib.ExitStack() as stack:
+            urls: list[str | None]
             if mode == "postgresql":
                 urls = [stack.enter_context(server.database(f"single{i}")).url for i in range(2)]
             elif mode == "sqlite":
@@ -807,7 +808,7 @@ def measure_single(
                 urls = [f"sqlite:///{folder / 'throughput.db'}", f"sqlite:///{folder / 'latency.db'}"]
             else:
                 urls = [None, None]
-            spec = {
+            spec: dict[str, Any] = {
                 "role": "single",
                 "urls": urls,
                 "tasks": tasks,
@@ -1369,7 +1370,7 @@ class _Profiler:
             finally:
                 self._count("(pool_pre_ping: SELECT 1 on every checkout)", time.perf_counter() - t0)
 
-        dialect.do_ping = timed_ping  # type: ignore[method-assign]
+        dialect.do_ping = timed_ping
         for name in ("claim", "finish"):
             setattr(store, name, self._timed(name, getattr(store, name)))
         signal.signal(signal.SIGUSR1, lambda *_: self.reset())
@@ -1431,20 +1432,18 @@ class _Profiler:
             window = time.perf_counter() - self.started
             jobs = max(1, self.claimed)
             total = sum(t for _, t in self.statements.values()) or 1.0
-            statements = sorted(
-                (
-                    {
-                        "statement": key,
-                        "calls": calls,
-                        "calls_per_job": calls / jobs,
-                        "ms_per_call": spent * 1000 / max(1, calls),
-                        "ms_per_job": spent * 1000 / jobs,
-                        "share": spent / total,
-                    }
-                    for key, (calls, spent) in self.statements.items()
-                ),
-                key=lambda s: -s["ms_per_job"],
-            )
+            rows: list[dict[str, Any]] = [
+                {
+                    "statement": key,
+                    "calls": calls,
+                    "calls_per_job": calls / jobs,
+                    "ms_per_call": spent * 1000 / max(1, calls),
+                    "ms_per_job": spent * 1000 / jobs,
+                    "share": spent / total,
+                }
+                for key, (calls, spent) in self.statements.items()
+            ]
+            statements = sorted(rows, key=lambda s: -float(s["ms_per_job"]))
             claims, claim_s = self.tx["claim"]
             finishes, finish_s = self.tx["finish"]
             return {
