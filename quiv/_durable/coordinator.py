@@ -274,8 +274,12 @@ class Coordinator:
             self.live[job.id] = job
             self.busy += 1
             self.last_job_start = job.started
-            if timeout is not None:
+            # Claimed by the last claim of a shutdown: it ends at once as cancelled (never left running).
+            stopping = self.phase != RUNNING and job.request_stop("cancelled: the scheduler shut down")
+            if timeout is not None and not stopping:
                 job.watch = self._watchdog.watch(self.clock.now().timestamp() + timeout, job)
+        if stopping:
+            job.stop.set()
         self._queue.put(job)
 
     # ------------------------------------------------------------ workers
@@ -542,6 +546,10 @@ class Coordinator:
         for job in jobs:
             job.stop.set()
         deadline = time.monotonic() + timeout
+        # A claim in flight may still start jobs: let it finish (they end cancelled) before draining.
+        for thread in self._threads:
+            if thread.name == "quiv-claimer" and thread.ident != threading.get_ident():
+                thread.join(max(0.0, deadline - time.monotonic()))
         from quiv._core.context import current_job
 
         running = current_job.get()

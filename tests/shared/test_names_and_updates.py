@@ -69,3 +69,23 @@ def test_update_task_checks_new_arguments_against_a_handler_declared_here(pair: 
     assert scheduler.get_task(task_id).kwargs == {"region": "eu"}  # nothing was written
     scheduler.update_task(task_id, kwargs={"region": "us"})
     assert scheduler.get_task(task_id).kwargs == {"region": "us"}
+
+
+def test_shutdown_leaves_no_job_running(pg_url: str) -> None:
+    """A claim in flight when shutdown begins: the jobs it starts end (cancelled), none stays running."""
+    config = QuivConfig(database_url=pg_url, pool_size=10, poll_seconds=0.5)
+    for _ in range(3):
+        scheduler = Quiv(config=config)
+        started = threading.Event()
+        scheduler.add_listener(Event.JOB_STARTED, lambda *_: started.set())
+        for number in range(200):
+            scheduler.add_task(f"busy-{number}", lambda: None, interval=0.001, fixed_interval=False)
+        scheduler.start()
+        assert started.wait(DEADLINE)
+        scheduler.shutdown(timeout=5)
+    reader = Quiv(config=config)
+    try:
+        assert reader.count_jobs("running") == 0
+        assert reader.count_jobs() > 0
+    finally:
+        reader.shutdown()
