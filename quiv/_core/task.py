@@ -32,6 +32,7 @@ from quiv._schedule.policies import Misfire, late_run_decision, retry_delay
 from quiv._schedule.triggers import (
     TOLERANCE,
     first_run,
+    latest_point,
     next_regular_run,
     next_while_running,
     schedule_points,
@@ -258,29 +259,32 @@ class TaskState:
             return False, self._schedule(actual, nominal=nominal)
         return True, None
 
-    def catch_up(self, now: float, limit: int) -> tuple[list[float], bool, Plan]:
+    def catch_up(self, now: float, limit: int, window: float) -> tuple[list[float], bool, Plan]:
         """A due run found later slots of its schedule already past: ``(missed slots, start?, plan)``.
 
-        This happens in the durable modes after every process was down (or too
-        busy) for a while. The misfire policy decides: ``skip`` runs none of
-        them and plans the next slot still ahead; ``run_once`` runs once, for
-        the latest slot (``start`` is True and :attr:`next_run` is that slot).
-        Every slot not run is returned (at most ``limit``) so it can be
-        recorded. A retry, a "run now" and a run-once task are never caught
-        up: ``([], True, None)`` (a late run, as usual).
+        This happens in the durable modes when every process was down, or
+        claims ran late, for a while. The latest slot that has passed runs
+        (``start`` is True and :attr:`next_run` is that slot) if it passed
+        less than ``window`` seconds ago (claims running late), or whatever its
+        age with ``misfire="run_once"``. Otherwise (``skip`` after downtime)
+        none runs and the next slot still ahead is planned. Every slot not run
+        is returned (the first ``limit`` of them) so it can be recorded. A
+        retry, a "run now" and a run-once task are never caught up:
+        ``([], True, None)`` (a late run, as usual).
         """
         settings = self.settings
         if self.retry is not None or self.manual_due is not None or settings.once:
             return [], True, None
-        later = schedule_points(settings, self.nominal, self.nominal, now + TOLERANCE, limit)
-        if not later:
-            return [], True, None
-        if settings.misfire is Misfire.RUN_ONCE:
-            missed = [self.nominal, *later[:-1]]
-            self.nominal = self.next_run = later[-1]
+        latest = latest_point(settings, self.nominal, now)
+        if latest is None or latest <= self.nominal + TOLERANCE:
+            return [], True, None  # only this slot has passed: a late run
+        between = schedule_points(settings, self.nominal, self.nominal, latest - TOLERANCE, limit)
+        if settings.misfire is Misfire.RUN_ONCE or now - latest <= window:
+            missed = [self.nominal, *between][:limit]
+            self.nominal = self.next_run = latest
             return missed, True, None
-        missed = [self.nominal, *later]
-        planned = next_regular_run(settings, later[-1], now, misfire=Misfire.SKIP)
+        missed = [self.nominal, *between, latest][:limit]
+        planned = next_regular_run(settings, latest, now, misfire=Misfire.SKIP)
         if planned is None:
             return missed, False, DELETE
         nominal, actual = planned

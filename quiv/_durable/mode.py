@@ -84,6 +84,9 @@ class DurableMode:
             connect_timeout=config.connect_timeout_seconds,
             dead_after=config.dead_after_seconds,
             logger=logger,
+            # A live process looks for due runs at least every poll_seconds: a slot that passed
+            # longer ago than that passed while no process was there to run it.
+            late_window=config.poll_seconds,
         )
         self.coordinator = Coordinator(
             self.store,

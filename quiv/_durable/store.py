@@ -143,9 +143,12 @@ class DurableStore:
         connect_timeout: float,
         dead_after: float,
         logger: logging.Logger | logging.LoggerAdapter[Any],
+        late_window: float = 7.0,
     ) -> None:
         self.target = target
         self.postgres = target.kind == "postgresql"
+        #: A slot that passed less than this long ago is a late claim, not downtime: it still runs.
+        self.late_window = late_window
         self._clock_now = clock_now
         self._tz = default_timezone
         self._logger = logger
@@ -520,7 +523,7 @@ class DurableStore:
         forced = state.status is TaskStatus.PAUSED
         start, plan = True, None
         if not forced:
-            slots, start, plan = state.catch_up(now, MISSED_LIMIT)
+            slots, start, plan = state.catch_up(now, MISSED_LIMIT, self.late_window)
             if slots:
                 missed += self._record_missed(conn, state, slots, now, "missed: no process ran it in time")
             due = state.next_run

@@ -11,6 +11,7 @@ from quiv._schedule.policies import Misfire, jittered
 __all__ = [
     "TOLERANCE",
     "first_run",
+    "latest_point",
     "next_regular_run",
     "next_run_after",
     "next_while_running",
@@ -110,6 +111,33 @@ def next_regular_run(
             return last, ended
     nominal = next_run_after(due, ended, interval, fixed_interval=settings.fixed_interval)
     return nominal, jittered(nominal, settings.jitter, rng)
+
+
+#: Cron times looked at, at most, to find the latest one before now (a minute-cron over two months).
+_CRON_SCAN = 100_000
+
+
+def latest_point(settings: TaskSettings, anchor: float, now: float) -> float | None:
+    """The last point of the schedule after ``anchor`` that is not after ``now`` (None: no such point).
+
+    Interval tasks with ``fixed_interval`` count whole intervals from ``anchor``;
+    cron tasks step through their times (at most ``_CRON_SCAN`` of them). Other
+    tasks have no points of their own.
+    """
+    if settings.cron is not None:
+        cron, found = settings.cron, None
+        point = cron.next_after(anchor)
+        for _ in range(_CRON_SCAN):
+            if point is None or point > now + TOLERANCE:
+                break
+            found = point
+            point = cron.next_after(point)
+        return found
+    interval = settings.interval
+    if interval is None or not settings.fixed_interval or settings.once:
+        return None
+    steps = math.floor((now + TOLERANCE - anchor) / interval)
+    return anchor + steps * interval if steps >= 1 else None
 
 
 def schedule_points(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from quiv import Event, HandlerRegistrationError, Quiv, QuivConfig
+from quiv.testing import ManualClock
 
 DEADLINE = 15.0
 
@@ -77,7 +78,7 @@ def test_shutdown_leaves_no_job_running(pg_url: str) -> None:
     for _ in range(3):
         scheduler = Quiv(config=config)
         started = threading.Event()
-        scheduler.add_listener(Event.JOB_STARTED, lambda *_: started.set())
+        scheduler.add_listener(Event.JOB_STARTED, lambda *_, seen=started: seen.set())
         for number in range(200):
             scheduler.add_task(f"busy-{number}", lambda: None, interval=0.001, fixed_interval=False)
         scheduler.start()
@@ -89,3 +90,29 @@ def test_shutdown_leaves_no_job_running(pg_url: str) -> None:
         assert reader.count_jobs() > 0
     finally:
         reader.shutdown()
+
+
+def test_claims_running_late_still_run_the_latest_slot(
+    sqlite_url: str, manual_clock: ManualClock, make_quiv: Callable[..., Quiv]
+) -> None:
+    """Slots that passed while claims lagged (not downtime) do not stop the task: the latest one runs.
+
+    With ``misfire="skip"`` a task whose claim finds several slots past used to run none of them, so a
+    busy process never ran a short-interval task at all. Within ``poll_seconds`` of the latest slot it
+    is a late claim: that slot runs and only the ones before it are recorded as missed.
+    """
+    scheduler = make_quiv(config=QuivConfig(database_url=sqlite_url, poll_seconds=60), clock=manual_clock)
+    started = threading.Event()
+    scheduler.add_listener(Event.JOB_COMPLETED, lambda *_: started.set())
+    start = manual_clock.timestamp()
+    task_id = scheduler.add_task("fast", lambda: None, interval=1, delay=1)
+    scheduler.start()
+    manual_clock.advance(3.5)  # slots +1, +2, +3 have passed; the claim comes 0.5 s after the latest
+    assert started.wait(DEADLINE)
+    (ran,) = scheduler.get_all_jobs("completed", task_id=task_id)
+    assert ran.scheduled_for is not None
+    assert ran.scheduled_for.timestamp() - start == pytest.approx(3)
+    missed = sorted(
+        j.scheduled_for.timestamp() - start for j in scheduler.get_all_jobs("missed") if j.scheduled_for
+    )
+    assert missed == pytest.approx([1, 2])
