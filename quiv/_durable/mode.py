@@ -87,6 +87,7 @@ class DurableMode:
             # A live process looks for due runs at least every poll_seconds: a slot that passed
             # longer ago than that passed while no process was there to run it.
             late_window=config.poll_seconds,
+            pool_size=config.pool_size,
         )
         self.coordinator = Coordinator(
             self.store,

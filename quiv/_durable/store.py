@@ -31,11 +31,15 @@ from datetime import tzinfo
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
+    ARRAY,
     Connection,
     Engine,
     Row,
     Select,
+    String,
     and_,
+    any_,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -143,7 +147,8 @@ class DurableStore:
         connect_timeout: float,
         dead_after: float,
         logger: logging.Logger | logging.LoggerAdapter[Any],
-        late_window: float = 7.0,
+        late_window: float = 2.0,
+        pool_size: int = 10,
     ) -> None:
         self.target = target
         self.postgres = target.kind == "postgresql"
@@ -165,11 +170,13 @@ class DurableStore:
                 # A process frozen inside a transaction must not hold its row locks forever.
                 "options": f"-c idle_in_transaction_session_timeout={idle_ms}",
             }
+            # One connection per worker thread, the claimer and readers, kept open. No pre-ping (a
+            # round trip per transaction): a connection the server dropped fails its transaction, which
+            # is retried, and SQLAlchemy replaces every connection of that pool.
             self.engine: Engine = create_engine(
                 target.url,
-                pool_size=8,
-                max_overflow=8,
-                pool_pre_ping=True,
+                pool_size=pool_size + 2,
+                max_overflow=4,
                 pool_timeout=connect_timeout,
                 connect_args=connect_args,
             )
@@ -400,7 +407,8 @@ class DurableStore:
         if plan is DELETE or state.removed:
             conn.execute(delete(tasks).where(tasks.c.id == state.id))
         else:
-            conn.execute(update(tasks).where(tasks.c.id == state.id).values(**self._values(state)))
+            # One statement built once, executed with the values: building it each time was most of a claim.
+            conn.execute(_SAVE_TASK, {"_id": state.id, **self._values(state)})
 
     def _record_missed(
         self, conn: Connection, state: TaskState, slots: Sequence[float], now: float, why: str
@@ -476,17 +484,20 @@ class DurableStore:
         # By id, not name: a row removed elsewhere and added again under the name is another task.
         ids = [entry.state.id for entry in local.values()]
         with self._tx("claim due runs") as conn:
-            now = self.now(conn)
-            # Lock our worker row against a sweep while claiming: a process presumed dead claims nothing.
+            # Lock our worker row against a sweep while claiming (a process presumed dead claims
+            # nothing), and read the database's clock, in one round trip.
             alive = conn.execute(
-                select(workers.c.id)
-                .where(workers.c.id == worker_id)
-                .with_for_update(read=True, key_share=True)
+                _LOCK_WORKER if self.postgres else _LOCK_WORKER_SQLITE, {"w": worker_id}
             ).first()
             if alive is None:
                 raise PresumedDead(worker_id)
+            now = float(alive[1]) if self.postgres else self._clock_now()
             claimable = and_(
-                tasks.c.id.in_(ids),
+                (
+                    tasks.c.id == any_(bindparam("ids", ids, type_=ARRAY(String)))
+                    if self.postgres
+                    else tasks.c.id.in_(ids)
+                ),
                 tasks.c.running_job.is_(None),
                 or_(tasks.c.status != TaskStatus.PAUSED.value, tasks.c.manual_due.is_not(None)),
             )
@@ -503,7 +514,7 @@ class DurableStore:
                     if job is not None:
                         started.append(job)
             wait = None
-            if names:
+            if names and len(started) < limit:  # a full pool waits for a job's end, not for a due time
                 soonest = conn.execute(select(func.min(tasks.c.next_run_at)).where(claimable)).scalar()
                 if soonest is not None:
                     wait = max(0.0, float(soonest) - now)
@@ -560,24 +571,16 @@ class DurableStore:
     def finish(self, job: JobState, local: _Local | None) -> Ended:
         """Write a job's end (fenced) and the task's next step."""
         with self._tx(f"record the end of job {job.id}") as conn:
-            now = self.now(conn)
+            # PostgreSQL: the end time is the database's clock, read by the fenced UPDATE itself.
+            now = self._clock_now() if not self.postgres else 0.0
+            values = {"status": job.status.value, "error": job.error, "started": job.started, "now": now}
+            fence = {"id": job.id, "worker": job.worker, "attempt": job.attempt}
+            statement = _END_JOB if self.postgres else _END_JOB_SQLITE
+            answer = conn.execute(statement, {**values, **fence}).first()
+            if answer is not None:
+                now = float(answer[0])
             ended = max(now, job.started)
-            result = conn.execute(
-                update(jobs)
-                .where(
-                    jobs.c.id == job.id,
-                    jobs.c.worker == job.worker,
-                    jobs.c.attempt == job.attempt,
-                    jobs.c.status == JobStatus.RUNNING.value,
-                )
-                .values(
-                    status=job.status.value,
-                    ended_at=ended,
-                    duration_seconds=max(0.0, ended - job.started),
-                    error_message=job.error,
-                )
-            )
-            if not result.rowcount:
+            if answer is None:
                 stored = conn.execute(select(jobs.c.status, jobs.c.worker).where(jobs.c.id == job.id)).first()
                 if stored is not None and tuple(stored) == (job.status.value, job.worker):
                     return Ended(True, None, [])  # an earlier try committed, then the connection broke
@@ -898,6 +901,30 @@ class DurableStore:
                 fcntl.flock(self._lockfile, fcntl.LOCK_UN)
                 os.close(self._lockfile)
             self._lockfile = None
+
+
+_SAVE_TASK = (
+    update(tasks)
+    .where(tasks.c.id == bindparam("_id"))
+    .values({c.name: bindparam(c.name) for c in tasks.c if c.name not in ("id", "created_at", "definition")})
+)
+_END_JOB = text(
+    "UPDATE quiv_jobs SET status = :status, error_message = :error,"
+    " ended_at = greatest(extract(epoch FROM clock_timestamp()), :started),"
+    " duration_seconds = greatest(extract(epoch FROM clock_timestamp()) - :started, 0)"
+    " WHERE id = :id AND worker = :worker AND attempt = :attempt AND status = 'running'"
+    " RETURNING extract(epoch FROM clock_timestamp())"
+)
+_END_JOB_SQLITE = text(
+    "UPDATE quiv_jobs SET status = :status, error_message = :error,"
+    " ended_at = max(:now, :started), duration_seconds = max(:now - :started, 0)"
+    " WHERE id = :id AND worker = :worker AND attempt = :attempt AND status = 'running'"
+    " RETURNING :now"
+)
+_LOCK_WORKER = text(
+    "SELECT id, extract(epoch FROM clock_timestamp()) FROM quiv_workers WHERE id = :w FOR KEY SHARE"
+)
+_LOCK_WORKER_SQLITE = text("SELECT id, 0 FROM quiv_workers WHERE id = :w")
 
 
 def _where(statement: Select[Any], query: JobQuery) -> Select[Any]:
