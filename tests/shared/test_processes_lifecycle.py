@@ -82,9 +82,10 @@ def test_restart_keeps_ids_and_history_and_records_the_downtime(cluster: Cluster
     claimed_at = {j["started_at"] for j in missed}
     assert len(claimed_at) == 1, f"one claim records the whole downtime: {missed}"
     if misfire == "skip":
-        assert len(missed) >= 4, f"at least the slots next_run_at .. +3 s passed while down: {missed}"
-        assert first["started_at"] > claimed_at.pop(), "skip: the next run is a later slot, not a catch-up"
-        assert first["scheduled_for"] >= first["started_at"] - 0.5
+        # Slots that passed more than poll_seconds (2 s by default) before the first claim are missed;
+        # the latest slot, if it passed within poll_seconds, counts as a late claim and runs.
+        assert len(missed) >= 3, f"at least the slots next_run_at .. +2 s passed while down: {missed}"
+        assert first["started_at"] - first["scheduled_for"] <= 2.0 + 0.5, "skip: no old slot runs"
     else:
         assert len(missed) >= 3, f"run_once runs the latest missed slot, the others are missed: {missed}"
         catch_up = first
