@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from quiv import Quiv, QuivConfig
+
 if TYPE_CHECKING:
     from .procs import Cluster
 
@@ -92,3 +94,15 @@ def cluster(pg_url: str, pg_conninfo: str, tmp_path: Path) -> Iterator[Cluster]:
         yield group
     finally:
         group.close()
+
+
+@pytest.fixture
+def pair(pg_url: str) -> Iterator[tuple[Quiv, Quiv]]:
+    """Two schedulers on one fresh database, standing for two processes (each its own worker id)."""
+    config = QuivConfig(database_url=pg_url, heartbeat_seconds=0.2, dead_after_seconds=5, poll_seconds=0.5)
+    first, second = Quiv(config=config), Quiv(config=config)
+    try:
+        yield first, second
+    finally:
+        first.shutdown(timeout=5)
+        second.shutdown(timeout=5)

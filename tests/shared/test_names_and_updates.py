@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -11,17 +11,6 @@ from quiv import Event, HandlerRegistrationError, Quiv, QuivConfig
 from quiv.testing import ManualClock
 
 DEADLINE = 15.0
-
-
-@pytest.fixture
-def pair(pg_url: str) -> Iterator[tuple[Quiv, Quiv]]:
-    config = QuivConfig(database_url=pg_url, heartbeat_seconds=0.2, dead_after_seconds=5, poll_seconds=0.5)
-    first, second = Quiv(config=config), Quiv(config=config)
-    try:
-        yield first, second
-    finally:
-        first.shutdown(timeout=5)
-        second.shutdown(timeout=5)
 
 
 def test_a_run_once_task_that_ran_frees_its_name(pair: tuple[Quiv, Quiv]) -> None:

@@ -10,26 +10,13 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
-
-import pytest
 
 from quiv import Event, Quiv, QuivConfig
 from quiv.types import ProgressHook
 
 DEADLINE = 15.0
-
-
-@pytest.fixture
-def pair(pg_url: str) -> Iterator[tuple[Quiv, Quiv]]:
-    config = QuivConfig(database_url=pg_url, heartbeat_seconds=0.2, dead_after_seconds=5, poll_seconds=0.5)
-    first, second = Quiv(config=config), Quiv(config=config)
-    try:
-        yield first, second
-    finally:
-        first.shutdown(timeout=5)
-        second.shutdown(timeout=5)
 
 
 def drain_until(
