@@ -35,7 +35,6 @@ from sqlalchemy import (
     Connection,
     Engine,
     Row,
-    Select,
     String,
     and_,
     any_,
@@ -62,6 +61,7 @@ from quiv._exceptions import ConfigurationError, DatabaseError, TaskNotFoundErro
 from quiv._schedule.options import COLUMNS, TaskSettings
 from quiv._schedule.triggers import TOLERANCE, schedule_points
 from quiv._store.base import JobQuery, JobRow
+from quiv._store.queries import count_statement, page_statement
 
 __all__ = ["Claim", "DurableStore", "Ended", "PresumedDead", "WorkerRow", "definition_hash"]
 
@@ -71,7 +71,6 @@ _TERMINAL = tuple(s.value for s in JobStatus if s.is_terminal)
 _JOB_COLUMNS = tuple(getattr(jobs.c, name) for name in JobRow._fields)
 #: At most this many missed slots are recorded one by one per task and per catch-up.
 MISSED_LIMIT = 1000
-_MAX_INTEGER = 2**63 - 1
 MISSED = JobStatus.MISSED.value
 
 
@@ -853,22 +852,12 @@ class DurableStore:
         return None if row is None else JobRow(*row)
 
     def list_jobs(self, query: JobQuery) -> list[JobRow]:
-        columns = jobs.c
-        if query.newest_first:
-            order = (columns.started_at.desc(), columns.id.desc())
-        else:
-            order = (columns.started_at.asc(), columns.id.asc())
-        statement = _where(select(*_JOB_COLUMNS), query).order_by(*order)
-        if query.limit is not None:
-            statement = statement.limit(min(query.limit, _MAX_INTEGER))
-        if query.offset:
-            statement = statement.offset(min(query.offset, _MAX_INTEGER))
         with self._tx("read jobs") as conn:
-            return [JobRow(*row) for row in conn.execute(statement)]
+            return [JobRow(*row) for row in conn.execute(page_statement(jobs, query))]
 
     def count_matching(self, query: JobQuery) -> int:
         with self._tx("count jobs") as conn:
-            return int(conn.execute(_where(select(func.count()).select_from(jobs), query)).scalar_one())
+            return int(conn.execute(count_statement(jobs, query)).scalar_one())
 
     def count_jobs(self) -> dict[str, int]:
         with self._tx("count jobs") as conn:
@@ -925,14 +914,6 @@ _LOCK_WORKER = text(
     "SELECT id, extract(epoch FROM clock_timestamp()) FROM quiv_workers WHERE id = :w FOR KEY SHARE"
 )
 _LOCK_WORKER_SQLITE = text("SELECT id, 0 FROM quiv_workers WHERE id = :w")
-
-
-def _where(statement: Select[Any], query: JobQuery) -> Select[Any]:
-    if query.task_id is not None:
-        statement = statement.where(jobs.c.task_id == query.task_id)
-    if query.status is not None:
-        statement = statement.where(jobs.c.status == query.status)
-    return statement
 
 
 def _ended_copy(job: JobState) -> JobState:

@@ -17,7 +17,6 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
-    Select,
     String,
     Table,
     delete,
@@ -32,12 +31,11 @@ from sqlmodel import Field, SQLModel, create_engine
 from quiv._exceptions import DatabaseError, DatabaseInitializationError
 from quiv._schedule.options import COLUMNS
 from quiv._store.base import TASK_IDENTITY, JobQuery, JobRow, TaskRow
+from quiv._store.queries import count_statement, page_statement
 
 __all__ = ["JobDB", "SQLiteStore"]
 
 _TERMINAL = ("completed", "cancelled", "failed", "abandoned", "missed")
-#: SQLite's largest integer: a larger limit or offset means the same as this one.
-_MAX_INTEGER = 2**63 - 1
 
 
 class _QuivTable(SQLModel, registry=registry()):
@@ -170,21 +168,12 @@ class SQLiteStore:
         return JobRow(*row) if row is not None else None
 
     def list_jobs(self, query: JobQuery) -> list[JobRow]:
-        columns = _job_table.c
-        if query.newest_first:
-            order = (columns.started_at.desc(), columns.id.desc())
-        else:
-            order = (columns.started_at.asc(), columns.id.asc())
-        statement = _where(select(_job_table), query).order_by(*order)
-        if query.limit is not None:
-            statement = statement.limit(min(query.limit, _MAX_INTEGER))
-        if query.offset:
-            statement = statement.offset(min(query.offset, _MAX_INTEGER))
+        statement = page_statement(_job_table, query)
         with self._lock, self._guard("read"), self._engine.connect() as conn:
             return [JobRow(*row) for row in conn.execute(statement)]
 
     def count_matching(self, query: JobQuery) -> int:
-        statement = _where(select(func.count()).select_from(_job_table), query)
+        statement = count_statement(_job_table, query)
         with self._lock, self._guard("read"), self._engine.connect() as conn:
             return int(conn.execute(statement).scalar_one())
 
@@ -211,15 +200,6 @@ class SQLiteStore:
         if self._closed:
             raise DatabaseError(f"cannot {what}: quiv's database was closed by shutdown()")
         return _Guard(what)
-
-
-def _where(statement: Select[Any], query: JobQuery) -> Select[Any]:
-    """``statement`` restricted to the jobs that pass the filters of ``query``."""
-    if query.task_id is not None:
-        statement = statement.where(_job_table.c.task_id == query.task_id)
-    if query.status is not None:
-        statement = statement.where(_job_table.c.status == query.status)
-    return statement
 
 
 class _Guard:
