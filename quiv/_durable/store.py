@@ -169,13 +169,14 @@ class DurableStore:
                 # A process frozen inside a transaction must not hold its row locks forever.
                 "options": f"-c idle_in_transaction_session_timeout={idle_ms}",
             }
-            # One connection per worker thread, the claimer and readers, kept open. No pre-ping (a
-            # round trip per transaction): a connection the server dropped fails its transaction, which
-            # is retried, and SQLAlchemy replaces every connection of that pool.
+            # One connection per worker thread, the claimer and readers, kept open. The pre-ping costs a
+            # round trip per transaction, but a connection the server dropped is then replaced before use
+            # instead of failing a claim or a job's end (and logging a new outage per stale connection).
             self.engine: Engine = create_engine(
                 target.url,
                 pool_size=pool_size + 2,
                 max_overflow=4,
+                pool_pre_ping=True,
                 pool_timeout=connect_timeout,
                 connect_args=connect_args,
             )
