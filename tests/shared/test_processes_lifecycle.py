@@ -71,9 +71,11 @@ def test_restart_keeps_ids_and_history_and_records_the_downtime(cluster: Cluster
     assert not audit_duplicates(cluster.audit())
 
     rows = _assert_covered(cluster, "tick")
-    missed = [j for j in rows if j["status"] == "missed"]
     resumed = [j for j in rows if j["status"] == "completed" and j["started_at"] > restarted]
     first = min(resumed, key=lambda j: j["scheduled_for"])
+    # The downtime's slots come before the first run after the restart. Later ones may be missed too
+    # on a loaded machine (a claim more than an interval late); _assert_covered explains those.
+    missed = [j for j in rows if j["status"] == "missed" and j["scheduled_for"] < first["scheduled_for"]]
     assert missed, "the downtime left no missed job"
     assert all(last_before < j["scheduled_for"] < first["scheduled_for"] for j in missed), (missed, first)
     assert missed[0]["scheduled_for"] == pytest.approx(next_run, abs=1e-6), (
