@@ -470,11 +470,6 @@ class DurableStore:
     def _row_by_name(self, conn: Connection, name: str) -> Row[Any] | None:
         return conn.execute(select(tasks).where(tasks.c.task_name == name).with_for_update()).first()
 
-    def insert_task(self, local: _Local) -> TaskState:
-        """A task added at run time by ``add_task``: adopted by name like a declared one."""
-        state, _ = self.adopt(local)
-        return state
-
     # -------------------------------------------------------------- claim
     def claim(self, worker_id: str, local: dict[str, _Local], limit: int) -> Claim:
         """Start up to ``limit`` due runs of the tasks declared here, each exactly once."""
