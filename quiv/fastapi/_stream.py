@@ -44,7 +44,6 @@ from starlette.websockets import WebSocket
 
 from quiv._core.task import job_model, utc
 from quiv._delivery.jsonable import jsonable as _jsonable
-from quiv._delivery.progress import ProgressReport
 from quiv._enums import Event
 from quiv._exceptions import InvalidArgumentError
 from quiv.fastapi._schemas import (
@@ -390,8 +389,8 @@ class EventStream:
         """An event or progress report another process relayed (shared PostgreSQL mode)."""
         kind = data.get("e")
         if kind == "progress":
-            task_id, task_name, job_id, args, kwargs, at = data["p"]
-            self._on_progress(ProgressReport(task_id, task_name, job_id, tuple(args), kwargs, utc(at)))
+            task_id, task_name, job_id, args, kwargs, _at = data["p"]
+            self._tap(task_id, task_name, job_id, tuple(args), kwargs)
             return
         try:
             event = Event(kind)
@@ -441,9 +440,6 @@ class EventStream:
         if report is not None:
             self._publish_progress(report)
         self._fan_out(text, ending=job_id)
-
-    def _on_progress(self, report: ProgressReport) -> None:
-        self._tap(report.task_id, report.task_name, report.job_id, report.args, report.kwargs)
 
     # -------------------------------------------------------- subscription
     def _attach(self) -> None:
