@@ -10,7 +10,9 @@ threads:
   ``poll_seconds``;
 * **workers** (``pool_size`` threads) run claimed jobs with the same
   :class:`~quiv._core.runner.JobRunner` as the default mode, then write the
-  end (fenced) and emit the job's events here, in the process that ran it;
+  end (fenced; the ends of jobs that finish together share one transaction,
+  see :mod:`quiv._durable.batching`) and emit the job's events here, in the
+  process that ran it;
 * the **heartbeat** updates this process's row every ``heartbeat_seconds`` on
   its own connection, ends the runs of processes silent for
   ``dead_after_seconds`` as ``abandoned``, reads cancel requests (the floor
@@ -38,8 +40,9 @@ from quiv._core.task import JobState, Plan, TaskState, TaskView, job_model
 from quiv._core.waiters import WaiterRegistry, release_all
 from quiv._core.watchdog import Watchdog
 from quiv._delivery.events import Listeners
+from quiv._durable.batching import GroupCommit
 from quiv._durable.relay import CHANNEL, Relay, Sink
-from quiv._durable.store import DurableStore, PresumedDead, _Local, definition_hash
+from quiv._durable.store import DurableStore, Ended, PresumedDead, _Local, definition_hash
 from quiv._enums import Event, JobStatus
 from quiv._exceptions import ConfigurationError, DatabaseError, SchedulerStoppedError
 from quiv._store.base import JobRow
@@ -114,6 +117,8 @@ class Coordinator:
         self._outage_lock = threading.Lock()
         self._reincarnating = threading.Lock()
         self.relay = Relay(store, lambda: self.worker_id, listeners, logger) if self.notify else None
+        #: Jobs that end while another end is being written share the next transaction.
+        self._ends: GroupCommit[tuple[JobState, _Local | None], Ended] = GroupCommit(store.finish_many)
 
     # ------------------------------------------------------------ set-up
     def prepare(self) -> None:
@@ -312,7 +317,7 @@ class Coordinator:
         backoff = RETRY_SECONDS
         while ended is None:
             try:
-                ended = self.store.finish(job, local)
+                ended = self._ends.submit((job, local))
             except DatabaseError as exc:
                 if self.phase == STOPPED or time.monotonic() > deadline:
                     self.logger.error(

@@ -25,19 +25,16 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
-    ARRAY,
     Connection,
     Engine,
     Row,
-    String,
     and_,
-    any_,
     bindparam,
     create_engine,
     delete,
@@ -53,7 +50,7 @@ from sqlalchemy.pool import StaticPool
 
 from quiv._core.handlers import injection_plan
 from quiv._core.task import DELETE, JobState, Plan, TaskState, TaskView
-from quiv._durable import schema
+from quiv._durable import pgfast, schema
 from quiv._durable.schema import jobs, tasks, workers
 from quiv._durable.url import DatabaseTarget
 from quiv._enums import JobStatus, TaskStatus
@@ -160,6 +157,8 @@ class DurableStore:
         self._lockfile: int | None = None
         #: SQLite has one connection, shared by every thread under this lock.
         self._serial = threading.RLock() if not self.postgres else None
+        #: The ids of the last claim and their array literal (PostgreSQL), made again when they change.
+        self._ids: tuple[tuple[str, ...], str] = ((), "{}")
         if self.postgres:
             self._insert = _pg_insert
             idle_ms = max(1000, int(dead_after * 1000))
@@ -339,8 +338,8 @@ class DurableStore:
             conn.execute(delete(workers).where(workers.c.id == worker_id))
 
     # -------------------------------------------------------- hydration
-    def _settings(self, row: Row[Any], local: _Local | None) -> TaskSettings:
-        values = tuple(row._mapping[name] for name in _OPTION_NAMES)
+    def _settings(self, m: Mapping[Any, Any], local: _Local | None) -> TaskSettings:
+        values = tuple(m[name] for name in _OPTION_NAMES)
         if local is not None and local.state.settings.columns() == values:
             return local.state.settings
         cached = local.seen.get("settings") if local is not None else None
@@ -355,16 +354,15 @@ class DurableStore:
             local.seen["settings"] = settings
         return settings
 
-    def hydrate(self, row: Row[Any], local: _Local | None) -> TaskState:
-        """A TaskState holding what the row holds (the handler comes from ``local``, if declared here)."""
-        m = row._mapping
+    def hydrate(self, m: Mapping[Any, Any], local: _Local | None) -> TaskState:
+        """A TaskState holding what a task row holds (the handler comes from ``local``, if declared here)."""
         base = local.state if local is not None else None
         state = TaskState(
             id=m["id"],
             name=m["task_name"],
             func=base.func if base is not None else _not_declared_here,
             plan=base.plan if base is not None else _ELSEWHERE_PLAN,
-            settings=self._settings(row, local),
+            settings=self._settings(m, local),
             created=m["created_at"],
             progress_is_async=base.progress_is_async if base is not None else False,
             status=TaskStatus(m["status"]),
@@ -384,24 +382,14 @@ class DurableStore:
             state.running = JobState(id=running, task=state, task_name=state.name, due=0.0, started=0.0)
         return state
 
-    @staticmethod
-    def _values(state: TaskState) -> dict[str, Any]:
-        retry = state.retry
-        return {
-            "task_name": state.name,
-            "status": state.status.value,
-            "next_run_at": state.next_run,
-            **dict(zip(_OPTION_NAMES, state.settings.columns(), strict=True)),
-            "nominal": state.nominal,
-            "cycle_due": state.cycle_due,
-            "retry_attempt": None if retry is None else retry[0],
-            "retry_of": None if retry is None else retry[1],
-            "requested_at": state.requested,
-            "requested_forced": state.requested_forced,
-            "manual_due": state.manual_due,
-            "started_once": state.started_once,
-            "running_job": None if state.running is None else state.running.id,
-        }
+    @classmethod
+    def _values(cls, state: TaskState) -> dict[str, Any]:
+        """Every column of the task's row but ``id``, ``created_at`` and ``definition``."""
+        values = cls._state_values(state)
+        del values["id"]
+        values["task_name"] = state.name
+        values.update(zip(_OPTION_NAMES, state.settings.columns(), strict=True))
+        return values
 
     def _save(self, conn: Connection, state: TaskState, plan: Plan) -> None:
         if plan is DELETE or state.removed:
@@ -455,7 +443,7 @@ class DurableStore:
                     return declared, "added"
                 row = self._row_by_name(conn, declared.name)  # another process inserted it meanwhile
                 assert row is not None
-            state = self.hydrate(row, local)
+            state = self.hydrate(row._mapping, local)
             if row._mapping["definition"] == local.definition:
                 return state, "adopted"
             before = dict(zip(_OPTION_NAMES, state.settings.columns(), strict=True))
@@ -470,60 +458,153 @@ class DurableStore:
     def _row_by_name(self, conn: Connection, name: str) -> Row[Any] | None:
         return conn.execute(select(tasks).where(tasks.c.task_name == name).with_for_update()).first()
 
+    # ------------------------------------------------- hot-path statements
+    # A claim and a job's end go through these: psycopg directly on PostgreSQL (see pgfast),
+    # SQLAlchemy Core on SQLite. The rules around them are the same for both.
+    def _lock_worker(self, conn: Connection, worker_id: str) -> float | None:
+        if self.postgres:
+            return pgfast.lock_worker(conn, worker_id)
+        found = conn.execute(select(workers.c.id).where(workers.c.id == worker_id)).first()
+        return None if found is None else self._clock_now()
+
+    @staticmethod
+    def _claimable(ids: Sequence[str]) -> Any:
+        return and_(
+            tasks.c.id.in_(ids),
+            tasks.c.running_job.is_(None),
+            or_(tasks.c.status != TaskStatus.PAUSED.value, tasks.c.manual_due.is_not(None)),
+        )
+
+    def _id_array(self, ids: Sequence[str]) -> str:
+        key = tuple(ids)
+        if self._ids[0] != key:
+            self._ids = (key, pgfast.id_array(key))
+        return self._ids[1]
+
+    def _due(
+        self, conn: Connection, ids: Sequence[str], now: float, limit: int
+    ) -> Sequence[Mapping[Any, Any]]:
+        if self.postgres:
+            return pgfast.due_rows(conn, self._id_array(ids), now, limit)
+        statement = (
+            select(tasks)
+            .where(self._claimable(ids), tasks.c.next_run_at <= now)
+            .order_by(tasks.c.next_run_at)
+            .limit(limit)
+        )
+        return [row._mapping for row in conn.execute(statement)]
+
+    def _soonest(self, conn: Connection, ids: Sequence[str]) -> float | None:
+        if self.postgres:
+            return pgfast.soonest(conn, self._id_array(ids))
+        value = conn.execute(select(func.min(tasks.c.next_run_at)).where(self._claimable(ids))).scalar()
+        return None if value is None else float(value)
+
+    def _insert_rows(self, conn: Connection, rows: Sequence[JobRow]) -> set[str]:
+        if self.postgres:
+            return pgfast.insert_jobs(conn, rows)
+        statement = (
+            self._insert(jobs)
+            .on_conflict_do_nothing(index_elements=["task_id", "scheduled_for"])
+            .returning(jobs.c.id)
+        )
+        inserted = (conn.execute(statement.values(**row._asdict())).scalar() for row in rows)
+        return {job_id for job_id in inserted if job_id is not None}
+
+    def _save_states(self, conn: Connection, saves: Sequence[dict[str, Any]]) -> None:
+        if not saves:
+            return
+        if self.postgres:
+            pgfast.save_states(conn, saves)
+        else:
+            conn.execute(_SAVE_STATE, [{"_id": v["id"], **v} for v in saves])
+
+    def _end_rows(self, conn: Connection, batch: Sequence[JobState]) -> dict[str, float]:
+        """Write the fenced ends of ``batch``: ``{job id: the end time}`` of those written."""
+        ends: list[dict[str, Any]] = [
+            {
+                "id": job.id,
+                "worker": job.worker,
+                "attempt": job.attempt,
+                "status": job.status.value,
+                "error": job.error,
+                "started": job.started,
+            }
+            for job in batch
+        ]
+        if self.postgres:
+            return pgfast.end_jobs(conn, ends)  # the end time is the database's clock
+        now = self._clock_now()
+        return {end["id"]: now for end in ends if conn.execute(_END_JOB_SQLITE, {**end, "now": now}).first()}
+
+    def _lock_tasks(self, conn: Connection, ids: set[str]) -> dict[str, Mapping[Any, Any]]:
+        if self.postgres:
+            return dict(pgfast.lock_tasks(conn, ids))
+        rows = conn.execute(select(tasks).where(tasks.c.id.in_(sorted(ids))))
+        return {row._mapping["id"]: row._mapping for row in rows}
+
+    @staticmethod
+    def _state_values(state: TaskState) -> dict[str, Any]:
+        """The task's scheduling state (what a claim or an end changes), keyed by column."""
+        retry = state.retry
+        return {
+            "id": state.id,
+            "status": state.status.value,
+            "next_run_at": state.next_run,
+            "nominal": state.nominal,
+            "cycle_due": state.cycle_due,
+            "retry_attempt": None if retry is None else retry[0],
+            "retry_of": None if retry is None else retry[1],
+            "requested_at": state.requested,
+            "requested_forced": state.requested_forced,
+            "manual_due": state.manual_due,
+            "started_once": state.started_once,
+            "running_job": None if state.running is None else state.running.id,
+        }
+
     # -------------------------------------------------------------- claim
     def claim(self, worker_id: str, local: dict[str, _Local], limit: int) -> Claim:
         """Start up to ``limit`` due runs of the tasks declared here, each exactly once."""
         started: list[JobState] = []
         missed: list[tuple[TaskView, JobRow]] = []
-        names = list(local)
         # By id, not name: a row removed elsewhere and added again under the name is another task.
         ids = [entry.state.id for entry in local.values()]
         with self._tx("claim due runs") as conn:
             # Lock our worker row against a sweep while claiming (a process presumed dead claims
             # nothing), and read the database's clock, in one round trip.
-            alive = conn.execute(
-                _LOCK_WORKER if self.postgres else _LOCK_WORKER_SQLITE, {"w": worker_id}
-            ).first()
-            if alive is None:
+            now = self._lock_worker(conn, worker_id)
+            if now is None:
                 raise PresumedDead(worker_id)
-            now = float(alive[1]) if self.postgres else self._clock_now()
-            claimable = and_(
-                (
-                    tasks.c.id == any_(bindparam("ids", ids, type_=ARRAY(String)))
-                    if self.postgres
-                    else tasks.c.id.in_(ids)
-                ),
-                tasks.c.running_job.is_(None),
-                or_(tasks.c.status != TaskStatus.PAUSED.value, tasks.c.manual_due.is_not(None)),
-            )
-            if limit > 0 and names:
-                rows = conn.execute(
-                    select(tasks)
-                    .where(claimable, tasks.c.next_run_at <= now + TOLERANCE)
-                    .order_by(tasks.c.next_run_at)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                ).all()
-                for row in rows:
-                    job = self._claim_row(conn, row, local[row._mapping["task_name"]], worker_id, now, missed)
-                    if job is not None:
-                        started.append(job)
+            if limit > 0 and ids:
+                saves: list[dict[str, Any]] = []
+                pending: list[tuple[TaskState, JobState]] = []
+                for row in self._due(conn, ids, now + TOLERANCE, limit):
+                    state, job, plan = self._claim_row(
+                        conn, row, local[row["task_name"]], worker_id, now, missed
+                    )
+                    if job is None:
+                        self._stage(conn, state, plan, saves)
+                    else:
+                        pending.append((state, job))
+                started = self._insert_jobs(conn, pending, now, saves)
+                self._save_states(conn, saves)
             wait = None
-            if names and len(started) < limit:  # a full pool waits for a job's end, not for a due time
-                soonest = conn.execute(select(func.min(tasks.c.next_run_at)).where(claimable)).scalar()
+            if ids and len(started) < limit:  # a full pool waits for a job's end, not for a due time
+                soonest = self._soonest(conn, ids)
                 if soonest is not None:
-                    wait = max(0.0, float(soonest) - now)
+                    wait = max(0.0, soonest - now)
         return Claim(started, missed, wait)
 
     def _claim_row(
         self,
         conn: Connection,
-        row: Row[Any],
+        row: Mapping[Any, Any],
         local: _Local,
         worker_id: str,
         now: float,
         missed: list[tuple[TaskView, JobRow]],
-    ) -> JobState | None:
+    ) -> tuple[TaskState, JobState | None, Plan]:
+        """Apply the claim's transitions to one due row: ``(state, the job to insert or None, plan)``."""
         state = self.hydrate(row, local)
         due = state.next_run
         forced = state.status is TaskStatus.PAUSED
@@ -540,56 +621,94 @@ class DurableStore:
                     conn, state, [due], now, "missed: it would have started later than misfire_grace"
                 )
         if not start:
-            self._save(conn, state, plan)
-            return None
+            return state, None, plan
         job = state.start_job(due, now)
         job.worker = worker_id
-        inserted = conn.execute(
-            self._insert(jobs)
-            .values(**JobRow(*job.row())._asdict())
-            .on_conflict_do_nothing(index_elements=["task_id", "scheduled_for"])
-            .returning(jobs.c.id)
-        ).first()
-        if inserted is None:
+        return state, job, None
+
+    def _insert_jobs(
+        self,
+        conn: Connection,
+        pending: list[tuple[TaskState, JobState]],
+        now: float,
+        saves: list[dict[str, Any]],
+    ) -> list[JobState]:
+        """Insert the claimed jobs in one statement; returns those inserted (the others' slots were taken)."""
+        if not pending:
+            return []
+        inserted = self._insert_rows(conn, [JobRow(*job.row()) for _, job in pending])
+        started = []
+        for state, job in pending:
+            if job.id in inserted:
+                started.append(job)
+                self._stage(conn, state, None, saves)
+                continue
             # The backstop: this slot already has a job. Never run it twice; move on.
             self._logger.error(
-                "task %r: the slot due at %.6f already has a job; not running it again", state.name, due
+                "task %r: the slot due at %.6f already has a job; not running it again", state.name, job.due
             )
             state.running = None
-            plan = state.end_job(_ended_copy(job), now)
+            self._stage(conn, state, state.end_job(_ended_copy(job), now), saves)
+        return started
+
+    def _stage(self, conn: Connection, state: TaskState, plan: Plan, saves: list[dict[str, Any]]) -> None:
+        """Delete a task now if it goes away, else queue its state for one batched write."""
+        if plan is DELETE or state.removed:
             self._save(conn, state, plan)
-            return None
-        self._save(conn, state, None)
-        return job
+        else:
+            saves.append(self._state_values(state))
 
     # ---------------------------------------------------------------- end
     def finish(self, job: JobState, local: _Local | None) -> Ended:
         """Write a job's end (fenced) and the task's next step."""
-        with self._tx(f"record the end of job {job.id}") as conn:
-            # PostgreSQL: the end time is the database's clock, read by the fenced UPDATE itself.
-            now = self._clock_now() if not self.postgres else 0.0
-            values = {"status": job.status.value, "error": job.error, "started": job.started, "now": now}
-            fence = {"id": job.id, "worker": job.worker, "attempt": job.attempt}
-            statement = _END_JOB if self.postgres else _END_JOB_SQLITE
-            answer = conn.execute(statement, {**values, **fence}).first()
-            if answer is not None:
-                now = float(answer[0])
-            ended = max(now, job.started)
-            if answer is None:
-                stored = conn.execute(select(jobs.c.status, jobs.c.worker).where(jobs.c.id == job.id)).first()
-                if stored is not None and tuple(stored) == (job.status.value, job.worker):
-                    return Ended(True, None, [])  # an earlier try committed, then the connection broke
-                return Ended(False, None, [])
-            job.ended = ended
-            row = conn.execute(select(tasks).where(tasks.c.id == job.task.id).with_for_update()).first()
-            if row is None or row._mapping["running_job"] != job.id:
-                return Ended(True, None, [])  # removed meanwhile
-            state = self.hydrate(row, local)
-            state.running = job
-            plan = state.end_job(job, now)
-            missed = self._record_overlap(conn, state, job, plan, now)
-            self._save(conn, state, plan)
-            return Ended(True, state.view(), missed)
+        return self.finish_many([(job, local)])[0]
+
+    def finish_many(self, batch: Sequence[tuple[JobState, _Local | None]]) -> list[Ended]:
+        """Write the ends of several jobs in one transaction (group commit).
+
+        Each end is fenced on its own: written only ``WHERE id AND worker AND
+        attempt AND status = 'running'``. The ends go in one statement, the
+        task rows are then locked in one (in id order) and their next steps
+        written in one, so the cost of a transaction is shared by the jobs that
+        ended while the previous one was in flight.
+        """
+        what = (
+            f"record the end of job {batch[0][0].id}" if len(batch) == 1 else f"record {len(batch)} job ends"
+        )
+        with self._tx(what) as conn:
+            written = self._end_rows(conn, [job for job, _ in batch])
+            results: dict[str, Ended] = {}
+            refused = [job.id for job, _ in batch if job.id not in written]
+            if refused:
+                stored = {
+                    r[0]: (r[1], r[2])
+                    for r in conn.execute(
+                        select(jobs.c.id, jobs.c.status, jobs.c.worker).where(jobs.c.id.in_(refused))
+                    )
+                }
+                for job, _ in batch:
+                    if job.id not in written:
+                        # Accepted when an earlier try committed this very end before its connection broke.
+                        same = stored.get(job.id) == (job.status.value, job.worker)
+                        results[job.id] = Ended(same, None, [])
+            ended_here = [(job, local) for job, local in batch if job.id in written]
+            rows = self._lock_tasks(conn, {job.task.id for job, _ in ended_here}) if ended_here else {}
+            saves: list[dict[str, Any]] = []
+            for job, local in ended_here:
+                now = written[job.id]
+                job.ended = max(now, job.started)
+                row = rows.get(job.task.id)
+                if row is None or row["running_job"] != job.id:
+                    results[job.id] = Ended(True, None, [])  # removed meanwhile
+                    continue
+                state = self.hydrate(row, local)
+                state.running = job
+                plan = state.end_job(job, now)
+                missed = self._record_overlap(conn, state, job, plan, now)
+                self._stage(conn, state, plan, saves)
+                results[job.id] = Ended(True, state.view(), missed)
+            self._save_states(conn, saves)
+        return [results[job.id] for job, _ in batch]
 
     def _record_overlap(
         self, conn: Connection, state: TaskState, job: JobState, plan: Plan, now: float
@@ -680,7 +799,7 @@ class DurableStore:
         if row is None:
             out.append((_orphan_view(found), ended))
             return
-        state = self.hydrate(row, None)
+        state = self.hydrate(row._mapping, None)
         if row._mapping["running_job"] == found.id:
             job = JobState(
                 id=found.id,
@@ -742,7 +861,7 @@ class DurableStore:
             row = conn.execute(select(tasks).where(tasks.c.id == task_id).with_for_update()).first()
             if row is None:
                 raise TaskNotFoundError(f"no task with id {task_id!r}")
-            state = self.hydrate(row, local.get(row._mapping["task_name"]))
+            state = self.hydrate(row._mapping, local.get(row._mapping["task_name"]))
             plan = step(state, now)
             self._save(conn, state, plan)
             self.notify(conn, "quiv_wake")
@@ -754,7 +873,7 @@ class DurableStore:
             row = conn.execute(select(tasks).where(tasks.c.id == task_id).with_for_update()).first()
             if row is None:
                 raise TaskNotFoundError(f"no task with id {task_id!r}")
-            state = self.hydrate(row, None)
+            state = self.hydrate(row._mapping, None)
             conn.execute(delete(tasks).where(tasks.c.id == task_id))
             running = row._mapping["running_job"]
             if running is not None:
@@ -797,7 +916,7 @@ class DurableStore:
         if row is None:
             raise TaskNotFoundError(f"no task with id {task_id!r}")
         name = row._mapping["task_name"]
-        return self.hydrate(row, local.get(name)).view()._replace(declared=name in declared)
+        return self.hydrate(row._mapping, local.get(name)).view()._replace(declared=name in declared)
 
     def task_views(self, local: dict[str, _Local], include_run_once: bool) -> list[TaskView]:
         statement = select(tasks).order_by(tasks.c.created_at, tasks.c.id)
@@ -809,7 +928,9 @@ class DurableStore:
         views = []
         for row in rows:
             name = row._mapping["task_name"]
-            views.append(self.hydrate(row, local.get(name)).view()._replace(declared=name in declared))
+            views.append(
+                self.hydrate(row._mapping, local.get(name)).view()._replace(declared=name in declared)
+            )
         return views
 
     @staticmethod
@@ -893,12 +1014,10 @@ _SAVE_TASK = (
     .where(tasks.c.id == bindparam("_id"))
     .values({c.name: bindparam(c.name) for c in tasks.c if c.name not in ("id", "created_at", "definition")})
 )
-_END_JOB = text(
-    "UPDATE quiv_jobs SET status = :status, error_message = :error,"
-    " ended_at = greatest(extract(epoch FROM clock_timestamp()), :started),"
-    " duration_seconds = greatest(extract(epoch FROM clock_timestamp()) - :started, 0)"
-    " WHERE id = :id AND worker = :worker AND attempt = :attempt AND status = 'running'"
-    " RETURNING extract(epoch FROM clock_timestamp())"
+_SAVE_STATE = (
+    update(tasks)
+    .where(tasks.c.id == bindparam("_id"))
+    .values({name: bindparam(name) for name in pgfast.STATE_COLUMNS})
 )
 _END_JOB_SQLITE = text(
     "UPDATE quiv_jobs SET status = :status, error_message = :error,"
@@ -906,10 +1025,6 @@ _END_JOB_SQLITE = text(
     " WHERE id = :id AND worker = :worker AND attempt = :attempt AND status = 'running'"
     " RETURNING :now"
 )
-_LOCK_WORKER = text(
-    "SELECT id, extract(epoch FROM clock_timestamp()) FROM quiv_workers WHERE id = :w FOR KEY SHARE"
-)
-_LOCK_WORKER_SQLITE = text("SELECT id, 0 FROM quiv_workers WHERE id = :w")
 
 
 def _ended_copy(job: JobState) -> JobState:

@@ -8,6 +8,7 @@ staged by deleting its worker row under it.
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable, Iterator
 
@@ -310,3 +311,45 @@ def _owner(job: Job, *schedulers: Quiv) -> Quiv:
     """The scheduler whose worker ran ``job``."""
     (owner,) = [q for q in schedulers if q.worker_id == job.worker]
     return owner
+
+
+def test_ends_written_in_one_batch_are_fenced_one_by_one(
+    pg_url: str, pg_conninfo: str, make_quiv: Callable[..., Quiv]
+) -> None:
+    """Two ends share one transaction (group commit): the one whose run was taken away is refused.
+
+    Both jobs hold their handlers; one row is marked ``abandoned`` as a sweep
+    would. The batch write then records the other job's end and moves its
+    task on, and leaves the abandoned row as the sweep wrote it.
+    """
+    ((a, _log),) = workers(make_quiv, pg_url, 1)
+    gates = {"one": Gate(), "two": Gate()}
+    ids = {name: a.add_task(name, gate, interval=3600) for name, gate in gates.items()}
+    a.start()
+    running = {name: gate.next_start() for name, gate in gates.items()}
+    assert a._durable is not None
+    coordinator = a._durable.coordinator
+    sql(pg_conninfo, "UPDATE quiv_jobs SET status = 'abandoned' WHERE id = %s", (running["one"],))
+    batch = []
+    for name in ("one", "two"):
+        job = copy.copy(coordinator.live[running[name]])
+        job.status = JobStatus.COMPLETED
+        batch.append((job, coordinator.local[name]))
+
+    refused, recorded = coordinator.store.finish_many(batch)
+
+    assert not refused.accepted
+    assert recorded.accepted
+    assert recorded.view is not None
+    assert recorded.view.id == ids["two"]
+    rows = dict(
+        sql(pg_conninfo, "SELECT id, status FROM quiv_jobs WHERE id = ANY(%s)", (list(running.values()),))
+    )
+    assert rows == {running["one"]: "abandoned", running["two"]: "completed"}
+    ((holder, next_run),) = sql(
+        pg_conninfo, "SELECT running_job, next_run_at FROM quiv_tasks WHERE id = %s", (ids["two"],)
+    )
+    assert holder is None
+    assert next_run == pytest.approx(batch[1][0].due + 3600, abs=0.01)
+    for gate in gates.values():
+        gate.release.set()

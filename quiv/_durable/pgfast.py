@@ -1,0 +1,160 @@
+"""The statements of the hot path on PostgreSQL, sent straight through psycopg.
+
+A claim and a job's end run a handful of statements each, hundreds of times a
+second under load, and on the default machine it was quiv's own CPU, not the
+server, that capped the rate: building SQLAlchemy statements, their cache
+keys and result objects, and dumping arrays parameter by parameter cost more
+than the round trips. So these statements are fixed SQL strings, run on the
+psycopg connection under the SQLAlchemy transaction that the store opened (so
+commit, rollback and the pool's handling of broken connections are
+unchanged). Batches travel as one JSON parameter and are unpacked by the
+server (``json_populate_recordset``), and psycopg prepares each statement on
+the server once it has been run a few times.
+
+The rules stay where they were: the store decides what to claim and write
+with the same state machine; this module only carries rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from quiv._enums import TaskStatus
+from quiv._store.base import JobRow
+
+__all__ = [
+    "due_rows",
+    "end_jobs",
+    "id_array",
+    "insert_jobs",
+    "lock_tasks",
+    "lock_worker",
+    "save_states",
+    "soonest",
+]
+
+#: The task columns a claim or a job's end changes (never the options: only ``update_task`` does).
+STATE_COLUMNS = (
+    "status",
+    "next_run_at",
+    "nominal",
+    "cycle_due",
+    "retry_attempt",
+    "retry_of",
+    "requested_at",
+    "requested_forced",
+    "manual_due",
+    "started_once",
+    "running_job",
+)
+_JOB_COLUMNS = (*JobRow._fields, "cancel_requested")
+
+_LOCK_WORKER = "SELECT extract(epoch FROM clock_timestamp()) FROM quiv_workers WHERE id = %s FOR KEY SHARE"
+_CLAIMABLE = (
+    "id = ANY(%s::varchar[]) AND running_job IS NULL"
+    f" AND (status <> '{TaskStatus.PAUSED.value}' OR manual_due IS NOT NULL)"
+)
+_DUE = (
+    f"SELECT * FROM quiv_tasks WHERE {_CLAIMABLE} AND next_run_at <= %s"
+    " ORDER BY next_run_at LIMIT %s FOR UPDATE SKIP LOCKED"
+)
+_SOONEST = f"SELECT min(next_run_at) FROM quiv_tasks WHERE {_CLAIMABLE}"
+_INSERT_JOBS = (
+    f"INSERT INTO quiv_jobs ({', '.join(_JOB_COLUMNS)})"
+    f" SELECT {', '.join(_JOB_COLUMNS)} FROM json_populate_recordset(NULL::quiv_jobs, %s)"
+    " ON CONFLICT (task_id, scheduled_for) DO NOTHING RETURNING id"
+)
+_SAVE_STATES = (
+    "UPDATE quiv_tasks AS t SET "
+    + ", ".join(f"{name} = v.{name}" for name in STATE_COLUMNS)
+    + " FROM json_populate_recordset(NULL::quiv_tasks, %s) AS v WHERE t.id = v.id"
+)
+#: The fenced end of each job (see the store): only a row still running under this worker and attempt.
+_END_JOBS = (
+    "UPDATE quiv_jobs AS j SET status = v.status, error_message = v.error,"
+    " ended_at = greatest(extract(epoch FROM clock_timestamp()), v.started),"
+    " duration_seconds = greatest(extract(epoch FROM clock_timestamp()) - v.started, 0)"
+    " FROM json_to_recordset(%s)"
+    " AS v(id varchar, worker varchar, attempt integer, status varchar, error text, started float8)"
+    " WHERE j.id = v.id AND j.worker = v.worker AND j.attempt = v.attempt AND j.status = 'running'"
+    " RETURNING j.id, extract(epoch FROM clock_timestamp())"
+)
+_LOCK_TASKS = "SELECT * FROM quiv_tasks WHERE id = ANY(%s::varchar[]) ORDER BY id FOR UPDATE"
+
+
+def id_array(ids: Iterable[str]) -> str:
+    """A ``varchar[]`` literal of ``ids``: one text parameter instead of an array dumped item by item."""
+    return "{" + ",".join('"' + i.replace("\\", "\\\\").replace('"', '\\"') + '"' for i in ids) + "}"
+
+
+def _run(conn: Connection, statement: str, params: Sequence[Any], *, dicts: bool = False) -> list[Any]:
+    """Run ``statement`` on the transaction's psycopg connection; failures become SQLAlchemy's errors."""
+    from psycopg import Error
+    from psycopg import OperationalError as DriverOperationalError
+    from psycopg.rows import dict_row
+
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    try:
+        with raw.cursor(row_factory=dict_row) if dicts else raw.cursor() as cursor:
+            cursor.execute(statement, params)
+            return cursor.fetchall() if cursor.description is not None else []
+    except DriverOperationalError as exc:
+        if raw.broken:
+            conn.invalidate(exc)  # as SQLAlchemy does for a lost connection: the pool drops it
+        raise OperationalError(statement, params, exc) from exc
+    except Error as exc:
+        raise DBAPIError(statement, params, exc) from exc
+
+
+def _json(rows: Iterable[Mapping[str, Any]]) -> str:
+    return json.dumps(
+        [{k: (v.hex() if isinstance(v, bytes) else v) for k, v in row.items()} for row in rows],
+        allow_nan=False,
+    )
+
+
+def lock_worker(conn: Connection, worker_id: str) -> float | None:
+    """Lock this worker's row against a sweep and read the database clock; None if the row is gone."""
+    rows = _run(conn, _LOCK_WORKER, (worker_id,))
+    return float(rows[0][0]) if rows else None
+
+
+def due_rows(conn: Connection, ids: str, now: float, limit: int) -> list[dict[str, Any]]:
+    """Up to ``limit`` claimable rows of tasks ``ids`` (an :func:`id_array`) due by ``now``, locked."""
+    return _run(conn, _DUE, (ids, now, limit), dicts=True)
+
+
+def soonest(conn: Connection, ids: str) -> float | None:
+    """The earliest ``next_run_at`` among the claimable rows of tasks ``ids``."""
+    value = _run(conn, _SOONEST, (ids,))[0][0]
+    return None if value is None else float(value)
+
+
+def insert_jobs(conn: Connection, rows: Sequence[JobRow]) -> set[str]:
+    """Insert job rows (a slot already taken is skipped); returns the ids inserted."""
+    payload = _json({**row._asdict(), "cancel_requested": False} for row in rows)
+    return {r[0] for r in _run(conn, _INSERT_JOBS, (payload,))}
+
+
+def save_states(conn: Connection, states: Sequence[Mapping[str, Any]]) -> None:
+    """Write the scheduling state (:data:`STATE_COLUMNS`, keyed by ``id``) of several task rows."""
+    _run(conn, _SAVE_STATES, (_json(states),))
+
+
+def end_jobs(conn: Connection, ends: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Write fenced job ends (``id, worker, attempt, status, error, started``).
+
+    Returns ``{job id: the database clock}`` for the ends written.
+    """
+    return {r[0]: float(r[1]) for r in _run(conn, _END_JOBS, (_json(ends),))}
+
+
+def lock_tasks(conn: Connection, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The rows of tasks ``ids`` that still exist, locked in id order (so two writers never deadlock)."""
+    return {r["id"]: r for r in _run(conn, _LOCK_TASKS, (id_array(sorted(ids)),), dicts=True)}
