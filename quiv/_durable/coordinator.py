@@ -9,9 +9,10 @@ threads:
   so a skewed local clock does not matter), and at least every
   ``poll_seconds``;
 * **workers** (``pool_size`` threads) run claimed jobs with the same
-  :class:`~quiv._core.runner.JobRunner` as the default mode, then write the
-  end (fenced; the ends of jobs that finish together share one transaction,
-  see :mod:`quiv._durable.batching`) and emit the job's events here, in the
+  :class:`~quiv._core.runner.JobRunner` as the default mode, then hand the
+  finished job to the end writer and take the next one;
+* the **end writer** records the ends (fenced), all those waiting in one
+  transaction, then emits each job's events and releases its waiters, in the
   process that ran it;
 * the **heartbeat** updates this process's row every ``heartbeat_seconds`` on
   its own connection, ends the runs of processes silent for
@@ -40,7 +41,6 @@ from quiv._core.task import JobState, Plan, TaskState, TaskView, job_model
 from quiv._core.waiters import WaiterRegistry, release_all
 from quiv._core.watchdog import Watchdog
 from quiv._delivery.events import Listeners
-from quiv._durable.batching import GroupCommit
 from quiv._durable.relay import CHANNEL, Relay, Sink
 from quiv._durable.store import DurableStore, Ended, PresumedDead, _Local, definition_hash
 from quiv._enums import Event, JobStatus
@@ -57,6 +57,8 @@ _END_EVENTS = {
 #: After a failed transaction, wait this long before the next try (doubling up to the maximum).
 RETRY_SECONDS = 0.25
 RETRY_MAX_SECONDS = 5.0
+#: At most this many job ends are written in one transaction.
+END_BATCH = 256
 #: Old jobs are purged at most this often.
 PURGE_EVERY_SECONDS = 60.0
 
@@ -97,7 +99,9 @@ class Coordinator:
         self.local: dict[str, _Local] = {}
         self.lock = threading.Lock()
         self.live: dict[str, JobState] = {}
+        #: Jobs whose handler runs (each holds a worker thread) and jobs whose end is not written yet.
         self.busy = 0
+        self.unwritten = 0
         self.phase = NEW
         self.waiters = WaiterRegistry()
         self.prepared = False
@@ -117,8 +121,8 @@ class Coordinator:
         self._outage_lock = threading.Lock()
         self._reincarnating = threading.Lock()
         self.relay = Relay(store, lambda: self.worker_id, listeners, logger) if self.notify else None
-        #: Jobs that end while another end is being written share the next transaction.
-        self._ends: GroupCommit[tuple[JobState, _Local | None], Ended] = GroupCommit(store.finish_many)
+        #: Finished jobs, for the end writer: those waiting share one transaction.
+        self._ended: queue.SimpleQueue[JobState | None] = queue.SimpleQueue()
 
     # ------------------------------------------------------------ set-up
     def prepare(self) -> None:
@@ -183,6 +187,7 @@ class Coordinator:
             self._spawn("quiv-listener", self._listen_loop)
         for number in range(self.pool_size):
             self._spawn(f"quiv-worker-{number}", self._work)
+        self._spawn("quiv-end-writer", self._write_loop)
         self.logger.info(
             "quiv runs as worker %s on %s (%d task(s) declared here)",
             self.worker_id,
@@ -218,6 +223,11 @@ class Coordinator:
             self._wake.clear()
             with self.lock:
                 free = self.pool_size - self.busy
+            if free <= 0 and self.local:
+                # Nothing could be claimed: a worker that frees up wakes us.
+                self.last_wake = self.clock.now().timestamp()
+                self._wake.wait(self.poll)
+                continue
             try:
                 if self._unsure:
                     self._settle()
@@ -302,40 +312,76 @@ class Coordinator:
                 self.logger.exception("quiv failed running job %s of task %r", job.id, job.task_name)
                 status, error = JobStatus.FAILED, "quiv internal error; see the log"
             job.status, job.error = status, error
-            try:
-                self._end(job)
-            except Exception:
-                self.logger.exception("quiv failed to record the end of job %s", job.id)
+            if job.watch is not None:
+                self._watchdog.cancel(job.watch)
+                job.watch = None
+            # The handler is done: this thread may take the next job while the end is written.
+            with self.lock:
+                self.busy -= 1
+                self.unwritten += 1
+            self._wake.set()
+            self._ended.put(job)
 
-    def _end(self, job: JobState) -> None:
-        if job.watch is not None:
-            self._watchdog.cancel(job.watch)
-            job.watch = None
-        local = self.local.get(job.task_name)
-        ended = None
+    # ------------------------------------------------------------- ends
+    def _write_loop(self) -> None:
+        """Write the ends of finished jobs, all those waiting in one transaction (the end writer)."""
+        while True:
+            job = self._ended.get()
+            if job is None:
+                return
+            batch, last = [job], False
+            while len(batch) < END_BATCH:
+                try:
+                    following = self._ended.get_nowait()
+                except queue.Empty:
+                    break
+                if following is None:
+                    last = True
+                    break
+                batch.append(following)
+            self._record_ends(batch)
+            if last:
+                return
+
+    def _record_ends(self, batch: list[JobState]) -> None:
+        entries = [(job, self.local.get(job.task_name)) for job in batch]
+        outcomes: list[Ended] | None = None
         deadline = time.monotonic() + self.dead_after
         backoff = RETRY_SECONDS
-        while ended is None:
-            try:
-                ended = self._ends.submit((job, local))
-            except DatabaseError as exc:
-                if self.phase == STOPPED or time.monotonic() > deadline:
-                    self.logger.error(
-                        "job %s of task %r: its end could not be recorded (%s); the job will be "
-                        "marked abandoned",
-                        job.id,
-                        job.task_name,
-                        exc,
-                    )
-                    break
-                self._failed(exc)
-                self._stop.wait(backoff)
-                backoff = min(RETRY_MAX_SECONDS, backoff * 2)
-        if ended is not None:
+        try:
+            while outcomes is None:
+                try:
+                    outcomes = self.store.finish_many(entries)
+                except DatabaseError as exc:
+                    if self.phase == STOPPED or time.monotonic() > deadline:
+                        for job in batch:
+                            self.logger.error(
+                                "job %s of task %r: its end could not be recorded (%s); the job will be "
+                                "marked abandoned",
+                                job.id,
+                                job.task_name,
+                                exc,
+                            )
+                        break
+                    self._failed(exc)
+                    self._stop.wait(backoff)
+                    backoff = min(RETRY_MAX_SECONDS, backoff * 2)
+        except Exception:
+            self.logger.exception("quiv failed to record the end of %d job(s)", len(batch))
+        if outcomes is not None:
             self._succeeded()
+        results: list[Ended | None] = list(outcomes) if outcomes is not None else [None] * len(batch)
+        for job, ended in zip(batch, results, strict=True):
+            try:
+                self._ended_job(job, ended)
+            except Exception:
+                self.logger.exception("quiv failed to finish job %s", job.id)
+
+    def _ended_job(self, job: JobState, ended: Ended | None) -> None:
+        """After a job's end was written (or given up on): waiters, events, and the claimer's wake-up."""
         with self.lock:
             self.live.pop(job.id, None)
-            self.busy -= 1
+            self.unwritten -= 1
             waiters = self.waiters.take_job_end(job.id, job.task.id)
             if self.phase == STOPPING:
                 self._drained.notify_all()
@@ -560,13 +606,14 @@ class Coordinator:
         running = current_job.get()
         inside = 1 if running is not None and running.job_id in self.live else 0
         with self.lock:
-            while self.busy > inside and (remaining := deadline - time.monotonic()) > 0:
+            while (self.busy > inside or self.unwritten) and (remaining := deadline - time.monotonic()) > 0:
                 self._drained.wait(remaining)
             stuck = self.busy - inside
             self.phase = STOPPED
             waiters = self.waiters.take_all()
         for _ in range(self.pool_size):
             self._queue.put(None)
+        self._ended.put(None)
         self._watchdog.close()
         if self.relay is not None:
             self.relay.close()

@@ -88,6 +88,9 @@ class DurableMode:
             # longer ago than that passed while no process was there to run it.
             late_window=config.poll_seconds,
             pool_size=config.pool_size,
+            # notify=False is the setting for a transaction-mode pooler, which may run the next
+            # statement on a server connection that never prepared it.
+            prepared_statements=config.notify,
         )
         self.coordinator = Coordinator(
             self.store,

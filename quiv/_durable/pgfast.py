@@ -28,12 +28,10 @@ from quiv._enums import TaskStatus
 from quiv._store.base import JobRow
 
 __all__ = [
-    "due_rows",
+    "claim_rows",
     "end_jobs",
     "id_array",
     "insert_jobs",
-    "lock_tasks",
-    "lock_worker",
     "save_states",
     "soonest",
 ]
@@ -54,14 +52,18 @@ STATE_COLUMNS = (
 )
 _JOB_COLUMNS = (*JobRow._fields, "cancel_requested")
 
-_LOCK_WORKER = "SELECT extract(epoch FROM clock_timestamp()) FROM quiv_workers WHERE id = %s FOR KEY SHARE"
 _CLAIMABLE = (
     "id = ANY(%s::varchar[]) AND running_job IS NULL"
     f" AND (status <> '{TaskStatus.PAUSED.value}' OR manual_due IS NOT NULL)"
 )
-_DUE = (
-    f"SELECT * FROM quiv_tasks WHERE {_CLAIMABLE} AND next_run_at <= %s"
-    " ORDER BY next_run_at LIMIT %s FOR UPDATE SKIP LOCKED"
+#: Lock this worker's row against a sweep, read the database clock, and take the due rows, in one
+#: round trip. No row at all: the worker row is gone. One row of NULLs after ``_now``: nothing is due.
+_CLAIM = (
+    "WITH w AS (SELECT extract(epoch FROM clock_timestamp()) AS _now FROM quiv_workers"
+    " WHERE id = %s FOR KEY SHARE)"
+    " SELECT w._now, t.* FROM w LEFT JOIN LATERAL ("
+    f"SELECT * FROM quiv_tasks WHERE {_CLAIMABLE} AND next_run_at <= w._now + %s"
+    " ORDER BY next_run_at LIMIT %s FOR UPDATE SKIP LOCKED) AS t ON true"
 )
 _SOONEST = f"SELECT min(next_run_at) FROM quiv_tasks WHERE {_CLAIMABLE}"
 _INSERT_JOBS = (
@@ -74,17 +76,19 @@ _SAVE_STATES = (
     + ", ".join(f"{name} = v.{name}" for name in STATE_COLUMNS)
     + " FROM json_populate_recordset(NULL::quiv_tasks, %s) AS v WHERE t.id = v.id"
 )
-#: The fenced end of each job (see the store): only a row still running under this worker and attempt.
+#: The fenced end of each job (see the store): only a row still running under this worker and
+#: attempt. Each end written comes back with the clock and its task's row, locked (NULLs: removed).
 _END_JOBS = (
-    "UPDATE quiv_jobs AS j SET status = v.status, error_message = v.error,"
+    "WITH e AS (UPDATE quiv_jobs AS j SET status = v.status, error_message = v.error,"
     " ended_at = greatest(extract(epoch FROM clock_timestamp()), v.started),"
     " duration_seconds = greatest(extract(epoch FROM clock_timestamp()) - v.started, 0)"
     " FROM json_to_recordset(%s)"
     " AS v(id varchar, worker varchar, attempt integer, status varchar, error text, started float8)"
     " WHERE j.id = v.id AND j.worker = v.worker AND j.attempt = v.attempt AND j.status = 'running'"
-    " RETURNING j.id, extract(epoch FROM clock_timestamp())"
+    " RETURNING j.id AS _job, j.task_id AS _task, extract(epoch FROM clock_timestamp()) AS _now)"
+    " SELECT e._job, e._now, t.* FROM e"
+    " LEFT JOIN LATERAL (SELECT * FROM quiv_tasks WHERE id = e._task FOR UPDATE) AS t ON true"
 )
-_LOCK_TASKS = "SELECT * FROM quiv_tasks WHERE id = ANY(%s::varchar[]) ORDER BY id FOR UPDATE"
 
 
 def id_array(ids: Iterable[str]) -> str:
@@ -119,15 +123,21 @@ def _json(rows: Iterable[Mapping[str, Any]]) -> str:
     )
 
 
-def lock_worker(conn: Connection, worker_id: str) -> float | None:
-    """Lock this worker's row against a sweep and read the database clock; None if the row is gone."""
-    rows = _run(conn, _LOCK_WORKER, (worker_id,))
-    return float(rows[0][0]) if rows else None
+def claim_rows(
+    conn: Connection, worker_id: str, ids: str, tolerance: float, limit: int
+) -> tuple[float, list[dict[str, Any]]] | None:
+    """Lock the worker row, read the clock, take up to ``limit`` due rows of tasks ``ids``.
 
-
-def due_rows(conn: Connection, ids: str, now: float, limit: int) -> list[dict[str, Any]]:
-    """Up to ``limit`` claimable rows of tasks ``ids`` (an :func:`id_array`) due by ``now``, locked."""
-    return _run(conn, _DUE, (ids, now, limit), dicts=True)
+    ``ids`` is an :func:`id_array`. Returns ``(the database clock, the rows, locked)``, or None
+    if the worker row is gone.
+    """
+    rows = _run(conn, _CLAIM, (worker_id, ids, tolerance, limit), dicts=True)
+    if not rows:
+        return None
+    now = float(rows[0]["_now"])
+    for row in rows:
+        del row["_now"]
+    return now, [row for row in rows if row["id"] is not None]
 
 
 def soonest(conn: Connection, ids: str) -> float | None:
@@ -147,14 +157,14 @@ def save_states(conn: Connection, states: Sequence[Mapping[str, Any]]) -> None:
     _run(conn, _SAVE_STATES, (_json(states),))
 
 
-def end_jobs(conn: Connection, ends: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+def end_jobs(
+    conn: Connection, ends: Sequence[Mapping[str, Any]]
+) -> list[tuple[str, float, dict[str, Any] | None]]:
     """Write fenced job ends (``id, worker, attempt, status, error, started``).
 
-    Returns ``{job id: the database clock}`` for the ends written.
+    Returns, for each end written, ``(job id, the database clock, its task's row locked or None)``.
     """
-    return {r[0]: float(r[1]) for r in _run(conn, _END_JOBS, (_json(ends),))}
-
-
-def lock_tasks(conn: Connection, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """The rows of tasks ``ids`` that still exist, locked in id order (so two writers never deadlock)."""
-    return {r["id"]: r for r in _run(conn, _LOCK_TASKS, (id_array(sorted(ids)),), dicts=True)}
+    return [
+        (row.pop("_job"), float(row.pop("_now")), row if row["id"] is not None else None)
+        for row in _run(conn, _END_JOBS, (_json(ends),), dicts=True)
+    ]

@@ -145,6 +145,7 @@ class DurableStore:
         logger: logging.Logger | logging.LoggerAdapter[Any],
         late_window: float = 2.0,
         pool_size: int = 10,
+        prepared_statements: bool = True,
     ) -> None:
         self.target = target
         self.postgres = target.kind == "postgresql"
@@ -167,6 +168,8 @@ class DurableStore:
                 "application_name": "quiv",
                 # A process frozen inside a transaction must not hold its row locks forever.
                 "options": f"-c idle_in_transaction_session_timeout={idle_ms}",
+                # psycopg prepares a statement on the server after a few runs (None: never).
+                "prepare_threshold": 5 if prepared_statements else None,
             }
             # One connection per worker thread, the claimer and readers, kept open. The pre-ping costs a
             # round trip per transaction, but a connection the server dropped is then replaced before use
@@ -461,11 +464,29 @@ class DurableStore:
     # ------------------------------------------------- hot-path statements
     # A claim and a job's end go through these: psycopg directly on PostgreSQL (see pgfast),
     # SQLAlchemy Core on SQLite. The rules around them are the same for both.
-    def _lock_worker(self, conn: Connection, worker_id: str) -> float | None:
+    def _take_due(
+        self, conn: Connection, worker_id: str, ids: Sequence[str], limit: int
+    ) -> tuple[float, Sequence[Mapping[Any, Any]]]:
+        """Lock this worker's row (a sweep waits; a process presumed dead claims nothing), read the
+        clock, and take up to ``limit`` due rows of the tasks ``ids``, locked ``SKIP LOCKED``.
+
+        Raises ``PresumedDead`` if the worker row is gone.
+        """
         if self.postgres:
-            return pgfast.lock_worker(conn, worker_id)
-        found = conn.execute(select(workers.c.id).where(workers.c.id == worker_id)).first()
-        return None if found is None else self._clock_now()
+            found = pgfast.claim_rows(conn, worker_id, self._id_array(ids), TOLERANCE, limit)
+            if found is None:
+                raise PresumedDead(worker_id)
+            return found
+        if conn.execute(select(workers.c.id).where(workers.c.id == worker_id)).first() is None:
+            raise PresumedDead(worker_id)
+        now = self._clock_now()
+        statement = (
+            select(tasks)
+            .where(self._claimable(ids), tasks.c.next_run_at <= now + TOLERANCE)
+            .order_by(tasks.c.next_run_at)
+            .limit(limit)
+        )
+        return now, [row._mapping for row in conn.execute(statement)]
 
     @staticmethod
     def _claimable(ids: Sequence[str]) -> Any:
@@ -480,19 +501,6 @@ class DurableStore:
         if self._ids[0] != key:
             self._ids = (key, pgfast.id_array(key))
         return self._ids[1]
-
-    def _due(
-        self, conn: Connection, ids: Sequence[str], now: float, limit: int
-    ) -> Sequence[Mapping[Any, Any]]:
-        if self.postgres:
-            return pgfast.due_rows(conn, self._id_array(ids), now, limit)
-        statement = (
-            select(tasks)
-            .where(self._claimable(ids), tasks.c.next_run_at <= now)
-            .order_by(tasks.c.next_run_at)
-            .limit(limit)
-        )
-        return [row._mapping for row in conn.execute(statement)]
 
     def _soonest(self, conn: Connection, ids: Sequence[str]) -> float | None:
         if self.postgres:
@@ -519,8 +527,13 @@ class DurableStore:
         else:
             conn.execute(_SAVE_STATE, [{"_id": v["id"], **v} for v in saves])
 
-    def _end_rows(self, conn: Connection, batch: Sequence[JobState]) -> dict[str, float]:
-        """Write the fenced ends of ``batch``: ``{job id: the end time}`` of those written."""
+    def _end_rows(
+        self, conn: Connection, batch: Sequence[JobState]
+    ) -> tuple[dict[str, float], dict[str, Mapping[Any, Any]]]:
+        """Write the fenced ends of ``batch`` and lock the tasks of those written.
+
+        Returns ``({job id: end time} of the ends written, {task id: its row} of their tasks still there)``.
+        """
         ends: list[dict[str, Any]] = [
             {
                 "id": job.id,
@@ -532,16 +545,14 @@ class DurableStore:
             }
             for job in batch
         ]
-        if self.postgres:
-            return pgfast.end_jobs(conn, ends)  # the end time is the database's clock
+        if self.postgres:  # the end time is the database's clock
+            found = pgfast.end_jobs(conn, ends)
+            return {job_id: now for job_id, now, _ in found}, {row["id"]: row for _, _, row in found if row}
         now = self._clock_now()
-        return {end["id"]: now for end in ends if conn.execute(_END_JOB_SQLITE, {**end, "now": now}).first()}
-
-    def _lock_tasks(self, conn: Connection, ids: set[str]) -> dict[str, Mapping[Any, Any]]:
-        if self.postgres:
-            return dict(pgfast.lock_tasks(conn, ids))
-        rows = conn.execute(select(tasks).where(tasks.c.id.in_(sorted(ids))))
-        return {row._mapping["id"]: row._mapping for row in rows}
+        written = {e["id"]: now for e in ends if conn.execute(_END_JOB_SQLITE, {**e, "now": now}).first()}
+        task_ids = sorted({job.task.id for job in batch if job.id in written})
+        rows = conn.execute(select(tasks).where(tasks.c.id.in_(task_ids))).all() if task_ids else []
+        return written, {row._mapping["id"]: row._mapping for row in rows}
 
     @staticmethod
     def _state_values(state: TaskState) -> dict[str, Any]:
@@ -570,15 +581,11 @@ class DurableStore:
         # By id, not name: a row removed elsewhere and added again under the name is another task.
         ids = [entry.state.id for entry in local.values()]
         with self._tx("claim due runs") as conn:
-            # Lock our worker row against a sweep while claiming (a process presumed dead claims
-            # nothing), and read the database's clock, in one round trip.
-            now = self._lock_worker(conn, worker_id)
-            if now is None:
-                raise PresumedDead(worker_id)
-            if limit > 0 and ids:
+            now, due = self._take_due(conn, worker_id, ids, max(0, limit) if ids else 0)
+            if due:
                 saves: list[dict[str, Any]] = []
                 pending: list[tuple[TaskState, JobState]] = []
-                for row in self._due(conn, ids, now + TOLERANCE, limit):
+                for row in due:
                     state, job, plan = self._claim_row(
                         conn, row, local[row["task_name"]], worker_id, now, missed
                     )
@@ -676,7 +683,7 @@ class DurableStore:
             f"record the end of job {batch[0][0].id}" if len(batch) == 1 else f"record {len(batch)} job ends"
         )
         with self._tx(what) as conn:
-            written = self._end_rows(conn, [job for job, _ in batch])
+            written, rows = self._end_rows(conn, [job for job, _ in batch])
             results: dict[str, Ended] = {}
             refused = [job.id for job, _ in batch if job.id not in written]
             if refused:
@@ -692,7 +699,6 @@ class DurableStore:
                         same = stored.get(job.id) == (job.status.value, job.worker)
                         results[job.id] = Ended(same, None, [])
             ended_here = [(job, local) for job, local in batch if job.id in written]
-            rows = self._lock_tasks(conn, {job.task.id for job, _ in ended_here}) if ended_here else {}
             saves: list[dict[str, Any]] = []
             for job, local in ended_here:
                 now = written[job.id]
