@@ -18,6 +18,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from scheduling.support import LogRecords as BaseLogRecords
+
 from quiv import Event, Job, Quiv, QuivConfig, Task
 
 __all__ = [
@@ -218,34 +220,11 @@ class Gate:
             raise AssertionError(f"no job of the gate started within {timeout} s") from None
 
 
-class LogRecords(logging.Handler):
-    """Collects a logger's records; a test can wait for one containing some text."""
+class LogRecords(BaseLogRecords):
+    """Collects a logger's records (the logger sends them here only); a test can wait for one."""
 
     def __init__(self, logger: logging.Logger) -> None:
-        super().__init__(logging.DEBUG)
-        self._cond = threading.Condition()
-        self.records: list[logging.LogRecord] = []
+        super().__init__()
         logger.addHandler(self)
         logger.setLevel(logging.DEBUG)
         logger.propagate = False
-
-    def emit(self, record: logging.LogRecord) -> None:
-        with self._cond:
-            self.records.append(record)
-            self._cond.notify_all()
-
-    def messages(self, level: int = logging.DEBUG) -> list[str]:
-        with self._cond:
-            return [r.getMessage() for r in self.records if r.levelno >= level]
-
-    def wait_for(self, text: str, level: int = logging.WARNING, timeout: float = DEADLINE) -> str:
-        """The first message at ``level`` or above containing ``text``; fails the test if none comes."""
-
-        def found() -> str | None:
-            return next((m for m in self.messages(level) if text in m), None)
-
-        with self._cond:
-            self._cond.wait_for(lambda: found() is not None, timeout)
-        message = found()
-        assert message is not None, f"no log message containing {text!r}; got {self.messages()}"
-        return message
