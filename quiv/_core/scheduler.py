@@ -71,7 +71,7 @@ from quiv._schedule.options import (
     check_seconds,
     check_task_name,
 )
-from quiv._store.base import JobQuery, Store
+from quiv._store.base import JobQuery, JobReader, Store
 from quiv._store.writer import Writer
 from quiv.types import JobEvent, TaskEvent, TaskId
 
@@ -659,7 +659,7 @@ class Quiv:
         store = self._read_store()
         return 0 if store is None else store.count_matching(query)
 
-    def _read_store(self) -> Store | None:
+    def _read_store(self) -> JobReader | None:
         """The store with every change written, for a read; None before the first task."""
         self._dispatcher.note_caller()
         with self._lock:

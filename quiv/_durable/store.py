@@ -987,19 +987,11 @@ class DurableStore:
             rows = conn.execute(select(jobs.c.status, func.count()).group_by(jobs.c.status)).all()
         return {str(status): int(count) for status, count in rows}
 
-    def purge_jobs(self, ended_before: float) -> float | None:
-        with self._tx("purge old jobs", self.beat_engine) as conn:
-            conn.execute(delete(jobs).where(jobs.c.ended_at < ended_before, jobs.c.status.in_(_TERMINAL)))
-        return None
-
     def purge_older_than(self, retention: float) -> None:
         """Delete finished jobs that ended more than ``retention`` s ago (database clock)."""
         with self._tx("purge old jobs", self.beat_engine) as conn:
             now = self.now(conn)
             conn.execute(delete(jobs).where(jobs.c.ended_at < now - retention, jobs.c.status.in_(_TERMINAL)))
-
-    def write(self, tasks_: Sequence[Any], deleted: Any, jobs_: Sequence[Any]) -> None:
-        """The Store protocol's batch write: the durable modes write through, never in batches."""
 
     def close(self) -> None:
         if self._closed:

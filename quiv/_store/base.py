@@ -2,8 +2,8 @@
 
 The engine keeps live state in memory and hands the store snapshots of what
 changed, in batches: one transaction per batch. Times are epoch seconds.
-A shared backend (several processes on one PostgreSQL database) would add
-a claim step to this interface; nothing in the engine assumes SQLite.
+The durable and shared modes (``quiv._durable``) write through instead and
+claim runs; they share only the read side, :class:`JobReader`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-__all__ = ["TASK_IDENTITY", "JobQuery", "JobRow", "Store", "TaskRow"]
+__all__ = ["TASK_IDENTITY", "JobQuery", "JobReader", "JobRow", "Store", "TaskRow"]
 
 
 #: A task row: :data:`TASK_IDENTITY` then the options' columns (``quiv._schedule.options.COLUMNS``).
@@ -56,14 +56,8 @@ class JobQuery:
     offset: int = 0
 
 
-class Store(Protocol):
-    """Where task and job state is persisted."""
-
-    def write(
-        self, tasks: Sequence[TaskRow], deleted_tasks: Iterable[str], jobs: Sequence[tuple[Any, ...]]
-    ) -> None:
-        """Upsert ``tasks`` and ``jobs`` and delete ``deleted_tasks``, in one transaction."""
-        ...
+class JobReader(Protocol):
+    """What reads of the job history need: every store has it, the durable one too."""
 
     def get_job(self, job_id: str) -> JobRow | None: ...
 
@@ -81,6 +75,16 @@ class Store(Protocol):
 
     def count_jobs(self) -> dict[str, int]:
         """Number of stored jobs per status (statuses without jobs are left out)."""
+        ...
+
+
+class Store(JobReader, Protocol):
+    """Where the default mode persists task and job state, written in batches by the writer."""
+
+    def write(
+        self, tasks: Sequence[TaskRow], deleted_tasks: Iterable[str], jobs: Sequence[tuple[Any, ...]]
+    ) -> None:
+        """Upsert ``tasks`` and ``jobs`` and delete ``deleted_tasks``, in one transaction."""
         ...
 
     def purge_jobs(self, ended_before: float) -> float | None:
