@@ -140,11 +140,25 @@ class _Clock:
         self.clock = Skewed()
 
 
+def _read_job(scheduler: Any, job_id: str) -> Any:
+    """The job's row, read again through an outage (so a failed read does not fail the job)."""
+    from quiv import DatabaseError
+
+    deadline = time.monotonic() + 30.0
+    while True:
+        try:
+            return scheduler.get_job(job_id)
+        except DatabaseError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _handler(
     scheduler: Any, auditor: _Auditor, name: str, hold: float
 ) -> Callable[[str, threading.Event], None]:
     def run(_job_id: str, _stop_event: threading.Event) -> None:
-        job = scheduler.get_job(_job_id)
+        job = _read_job(scheduler, _job_id)
         auditor.write(name, job.scheduled_for.timestamp(), _job_id, job.worker)
         if hold > 0:
             _stop_event.wait(hold)

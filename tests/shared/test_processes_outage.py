@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
+import subprocess
 import time
 from typing import Any
 
@@ -103,38 +106,56 @@ def test_connections_killed_and_refused(cluster: Cluster, pg_url: str) -> None:
     assert set(beats) == {p.worker for p in procs}, "the same workers, none presumed dead"
     assert all(at > back for at in beats.values()), "every process beats again"
 
-    procs[0].send("pause_all")
+    _stop_and_check(cluster, procs, outages=first)
+
+
+#: A command that restarts the test server (run as given, split like a shell would). The test that
+#: uses it restarts the whole server, so it runs only when asked: CI sets it when it is root.
+RESTART = os.environ.get("QUIV_TEST_RESTART_POSTGRES", "").strip()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not RESTART,
+    reason="restarts the PostgreSQL server: set QUIV_TEST_RESTART_POSTGRES to the command that does it "
+    "(for example 'pg_ctlcluster 15 main restart') to run it",
+)
+def test_a_server_restart(cluster: Cluster, pg_url: str) -> None:
+    """The PostgreSQL server restarts while three processes run six one-second tasks.
+
+    Every connection is gone at once, the LISTEN ones included, and the
+    server is back a moment later. The processes carry on under the same
+    worker ids; no slot runs twice; every slot between a task's first and
+    last run ran or is recorded ``missed``; and each process logs the outage
+    once when it starts and once when it ends (its LISTEN connection is lost
+    in any case; the pool's pre-ping replaces the other dead connections).
+    """
+    settings: dict[str, Any] = {"heartbeat_seconds": 1.0, "dead_after_seconds": 10.0, "poll_seconds": 1.0}
+    config = {
+        "tasks": [{"name": name, "interval": 1.0, "fixed_interval": True} for name in TASKS],
+        "quiv": settings,
+    }
+    procs = cluster.start({"p0": config, "p1": config, "p2": config})
+    wait_until(lambda: min(_completed_after(cluster, 0.0).values()) >= 2, 20.0, "every task to run twice")
+
+    subprocess.run(shlex.split(RESTART), check=True, timeout=120, capture_output=True)
+    back = cluster.now()
     wait_until(
-        lambda: cluster.rows("SELECT count(*) FROM quiv_jobs WHERE status = 'running'")[0][0] == 0,
-        15.0,
-        "the running jobs to end after pausing every task",
+        lambda: min(_completed_after(cluster, back).values()) >= 2,
+        30.0,
+        "every task to run after the restart",
     )
-    cluster.stop_all()
-
-    for proc in procs:
-        log = proc.stderr()
-        starts, ends = _outage_lines(log)
-        before = first[proc.label][0]
-        assert starts == before + 1, f"{proc.label} logged the second outage {starts - before} times:\n{log}"
-        assert ends == starts, f"{proc.label} logged {starts} outage starts but {ends} ends:\n{log}"
-        assert "Traceback" not in log, f"{proc.label} logged an exception:\n{log}"
-
-    audit = cluster.audit()
-    assert not audit_duplicates(audit), audit_duplicates(audit)
-    jobs = {job["id"]: job for job in cluster.jobs()}
-    for task, slot, job_id, _worker, _pid, _at in audit:
-        assert jobs[job_id]["status"] == "completed", (task, slot, jobs[job_id])
-    for name in TASKS:
-        rows = [j for j in jobs.values() if j["task_name"] == name]
-        rows.sort(key=lambda j: j["scheduled_for"])
-        assert {j["status"] for j in rows} <= {"completed", "missed"}, rows
-        slots = [j["scheduled_for"] for j in rows]
-        holes = slot_holes(slots)
-        assert not holes, f"task {name}: slots neither run nor recorded missed between {holes}"
-        unexplained = unexplained_misses(rows)
-        assert not unexplained, f"task {name}: slots missed for no reason the history shows: {unexplained}"
-        ran = {j["id"] for j in rows if j["status"] == "completed"}
-        assert ran == {row[2] for row in audit if row[0] == name}, "every completed job left one audit row"
+    wait_until(
+        lambda: all(_outage_lines(p.stderr())[1] == _outage_lines(p.stderr())[0] for p in procs),
+        15.0,
+        "every process that logged the outage to log that its database is back",
+    )
+    beats = dict(cluster.rows("SELECT id, heartbeat_at FROM quiv_workers"))
+    assert set(beats) == {p.worker for p in procs}, "the same workers, none presumed dead"
+    assert all(at > back for at in beats.values()), "every process beats again"
+    for proc in procs:  # the LISTEN connection, at least, was lost: every process saw the outage
+        assert _outage_lines(proc.stderr())[0] == 1, proc.stderr()
+    _stop_and_check(cluster, procs, outages=1)
 
 
 def test_a_claim_whose_commit_answer_is_lost(cluster: Cluster, pg_url: str) -> None:
@@ -179,6 +200,51 @@ def test_a_claim_whose_commit_answer_is_lost(cluster: Cluster, pg_url: str) -> N
         assert not audit_duplicates(cluster.audit())
     finally:
         proxy.close()
+
+
+def _stop_and_check(cluster: Cluster, procs: list[Any], outages: dict[str, tuple[int, int]] | int) -> None:
+    """Pause everything, stop the processes, then check the logs, the audit and every task's slots.
+
+    ``outages``: each process's outage lines before the last outage (it logs
+    that one once), or how many outage starts a process may log at most.
+    """
+    procs[0].send("pause_all")
+    wait_until(
+        lambda: cluster.rows("SELECT count(*) FROM quiv_jobs WHERE status = 'running'")[0][0] == 0,
+        15.0,
+        "the running jobs to end after pausing every task",
+    )
+    cluster.stop_all()
+
+    for proc in procs:
+        log = proc.stderr()
+        starts, ends = _outage_lines(log)
+        if isinstance(outages, int):
+            assert starts <= outages, f"{proc.label} logged {starts} outage starts:\n{log}"
+        else:
+            before = outages[proc.label][0]
+            assert starts == before + 1, (
+                f"{proc.label} logged the second outage {starts - before} times:\n{log}"
+            )
+        assert ends == starts, f"{proc.label} logged {starts} outage starts but {ends} ends:\n{log}"
+        assert "Traceback" not in log, f"{proc.label} logged an exception:\n{log}"
+
+    audit = cluster.audit()
+    assert not audit_duplicates(audit), audit_duplicates(audit)
+    jobs = {job["id"]: job for job in cluster.jobs()}
+    for task, slot, job_id, _worker, _pid, _at in audit:
+        assert jobs[job_id]["status"] == "completed", (task, slot, jobs[job_id])
+    for name in TASKS:
+        rows = [j for j in jobs.values() if j["task_name"] == name]
+        rows.sort(key=lambda j: j["scheduled_for"])
+        assert {j["status"] for j in rows} <= {"completed", "missed"}, rows
+        slots = [j["scheduled_for"] for j in rows]
+        holes = slot_holes(slots)
+        assert not holes, f"task {name}: slots neither run nor recorded missed between {holes}"
+        unexplained = unexplained_misses(rows)
+        assert not unexplained, f"task {name}: slots missed for no reason the history shows: {unexplained}"
+        ran = {j["id"] for j in rows if j["status"] == "completed"}
+        assert ran == {row[2] for row in audit if row[0] == name}, "every completed job left one audit row"
 
 
 def _runs(cluster: Cluster, after: float) -> list[dict[str, Any]]:
