@@ -37,17 +37,17 @@ def _run_for(cluster: Cluster, seconds: float) -> None:
 def test_four_processes_run_every_slot_exactly_once(cluster: Cluster) -> None:
     """Four processes declare the same 20 one-second tasks and two every-second cron tasks.
 
-    The issue asks for a minute under contention; 30 seconds keeps CI short
-    and still gives about 660 slots to fight over. Afterwards the audit table
+    A minute under contention, as the issue asks: about 1,300 slots to fight
+    over. Afterwards the audit table
     (no unique key) shows each slot once, every slot of each task between its
     first and last run, each run by a completed job, and more than one process
     doing the work.
     """
     config = {"tasks": _tasks(), "quiv": {"pool_size": 4}}
     cluster.start({f"p{n}": config for n in range(4)})
-    _run_for(cluster, 30.0)
+    _run_for(cluster, 60.0)
 
-    assert_exactly_once(cluster, INTERVAL_TASKS + CRON_TASKS, min_runs=25)
+    assert_exactly_once(cluster, INTERVAL_TASKS + CRON_TASKS, min_runs=50)
     workers = {row[3] for row in cluster.audit()}
     assert len(workers) > 1, f"all the work was done by one process: {workers}"
     ids = cluster.rows("SELECT count(DISTINCT task_id), count(DISTINCT task_name) FROM quiv_jobs")[0]
