@@ -311,12 +311,12 @@ class Coordinator:
             except Exception:
                 self.logger.exception("quiv failed running job %s of task %r", job.id, job.task_name)
                 status, error = JobStatus.FAILED, "quiv internal error; see the log"
-            job.status, job.error = status, error
             if job.watch is not None:
                 self._watchdog.cancel(job.watch)
                 job.watch = None
             # The handler is done: this thread may take the next job while the end is written.
             with self.lock:
+                job.status, job.error = status, error  # under the lock: cancel_local reads it
                 self.busy -= 1
                 self.unwritten += 1
             self._wake.set()
@@ -420,19 +420,25 @@ class Coordinator:
         job.stop.set()
         self.logger.warning("job %s of task %r timed out; its stop event is set", job.id, job.task_name)
 
-    def cancel_local(self, job_id: str, reason: str) -> bool:
+    def cancel_local(self, job_id: str, reason: str) -> bool | None:
+        """Set the stop event of a job running here.
+
+        True if the stop is newly asked; False if there is nothing to stop (its
+        handler returned, or a stop was asked already); None if it does not run here.
+        """
         with self.lock:
             job = self.live.get(job_id)
-            stopping = job is not None and job.request_stop(reason)
-        if stopping and job is not None:
+            if job is None:
+                return None
+            stopping = job.status is JobStatus.RUNNING and job.request_stop(reason)
+        if stopping:
             job.stop.set()
         return stopping
 
     def cancel(self, job_id: str) -> bool:
-        """Cancel a running job, here or in any other process."""
-        if self.cancel_local(job_id, "cancelled by cancel_job()"):
-            return True
-        return self.store.request_cancel(job_id)
+        """Cancel a running job, here or in any other process; False if there is nothing (more) to stop."""
+        here = self.cancel_local(job_id, "cancelled by cancel_job()")
+        return self.store.request_cancel(job_id) if here is None else here
 
     # ---------------------------------------------------------- heartbeat
     def _beat_loop(self) -> None:

@@ -889,11 +889,18 @@ class DurableStore:
             return state.view(), running
 
     def request_cancel(self, job_id: str) -> bool:
-        """Ask the process running ``job_id`` to set its stop event; False if it is not running."""
+        """Ask the process running ``job_id`` to set its stop event.
+
+        False if it is not running, or was asked already.
+        """
         with self._tx("cancel a job") as conn:
             result = conn.execute(
                 update(jobs)
-                .where(jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING.value)
+                .where(
+                    jobs.c.id == job_id,
+                    jobs.c.status == JobStatus.RUNNING.value,
+                    jobs.c.cancel_requested.is_(False),
+                )
                 .values(cancel_requested=True)
             )
             if result.rowcount:

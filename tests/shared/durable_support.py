@@ -189,14 +189,16 @@ class Events:
 class Gate:
     """A handler that reports each start, then returns when released or when its stop event is set.
 
-    ``fail=True`` makes every run raise once it returns.
+    ``fail=True`` makes every run raise once it returns; ``ignore_stop=True`` makes a
+    run wait for the release (or the deadline) even after its stop event is set.
     """
 
-    def __init__(self, *, fail: bool = False) -> None:
+    def __init__(self, *, fail: bool = False, ignore_stop: bool = False) -> None:
         self.release = threading.Event()
         self.started: queue.Queue[str] = queue.Queue()
         self.stops: dict[str, threading.Event] = {}
         self.fail = fail
+        self.ignore_stop = ignore_stop
         self.calls = 0
         self._lock = threading.Lock()
 
@@ -206,7 +208,7 @@ class Gate:
         self.stops[_job_id] = _stop_event
         self.started.put(_job_id)
         deadline = time.monotonic() + DEADLINE
-        while time.monotonic() < deadline and not _stop_event.is_set():
+        while time.monotonic() < deadline and (self.ignore_stop or not _stop_event.is_set()):
             if self.release.wait(0.01):
                 break
         if self.fail:

@@ -18,7 +18,7 @@ import pytest
 
 from quiv import Event, JobStatus, Quiv
 
-from .durable_support import DEADLINE, Events, eventually, shutdown_together, workers
+from .durable_support import DEADLINE, Events, Gate, eventually, shutdown_together, workers
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -127,3 +127,42 @@ def test_notify_false_turns_off_prepared_statements(
         raw = conn.connection.driver_connection
         assert raw is not None
         assert raw.prepare_threshold == threshold
+
+
+def test_cancel_of_a_job_whose_handler_returned_is_refused(url: str, make_quiv: Callable[..., Quiv]) -> None:
+    """Its end is still being written, but there is nothing left to stop: False, as in the default mode."""
+    ((q, _log),) = workers(make_quiv, url, 1)
+    writer = HeldWriter(q)
+    events = Events(q)
+    q.add_task("once", lambda: None, interval=3600)
+    q.start()
+    assert writer.entered.wait(DEADLINE)
+    (job_id,) = [job.id for job in q.get_all_jobs(JobStatus.RUNNING)]  # still running in the table
+    assert q.cancel_job(job_id) is False
+    writer.release.set()
+    (ended,) = events.wait_jobs(Event.JOB_COMPLETED, 1)
+    assert ended.id == job_id
+
+
+def test_a_second_cancel_of_a_running_job_is_refused(url: str, make_quiv: Callable[..., Quiv]) -> None:
+    """The first cancel sets the stop event; the second has nothing to add: False, as in the default mode."""
+    ((q, _log),) = workers(make_quiv, url, 1)
+    gate = Gate(ignore_stop=True)
+    q.add_task("held", gate, interval=3600)
+    q.start()
+    job_id = gate.next_start()
+    assert q.cancel_job(job_id) is True
+    assert q.cancel_job(job_id) is False
+    gate.release.set()
+
+
+def test_a_second_cancel_from_another_process_is_refused(pg_url: str, make_quiv: Callable[..., Quiv]) -> None:
+    """Asked from a process that does not run the job, the second request is refused too."""
+    (a, _), (b, _) = workers(make_quiv, pg_url, 2)
+    gate = Gate(ignore_stop=True)
+    a.add_task("held", gate, interval=3600)
+    a.start()
+    job_id = gate.next_start()
+    assert b.cancel_job(job_id) is True
+    assert b.cancel_job(job_id) is False
+    gate.release.set()
