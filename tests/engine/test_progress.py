@@ -435,3 +435,29 @@ def test_a_chatty_handler_offers_the_gil_every_256_reports(
     scheduler.start()
     ends.wait_for(1)
     assert offers == [(reporter.thread, 0)] * 4
+
+
+def test_with_live_stream_clients_the_offer_is_a_real_handover(
+    make_quiv: QuivFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tap (a live stream with clients) makes the hook sleep briefly, so the loop's thread gets the GIL."""
+    from quiv._core import runner
+
+    offers: list[float] = []
+    tapped: list[object] = []
+
+    class Clock:
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            offers.append(seconds)
+
+    monkeypatch.setattr(runner, "time", Clock)
+    scheduler = make_quiv()
+    scheduler._listeners.add_tap(lambda *report: tapped.append(report))
+    ends = _ends(scheduler)
+    scheduler.add_task("t", Reporter(512), interval=3600)
+    scheduler.start()
+    ends.wait_for(1)
+    assert len(tapped) == 512
+    assert offers == [runner.GIL_HANDOVER_SECONDS] * 2
+    assert 0 < runner.GIL_HANDOVER_SECONDS <= 0.001
