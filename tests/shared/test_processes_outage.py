@@ -64,13 +64,7 @@ def test_connections_killed_and_refused(cluster: Cluster, pg_url: str) -> None:
     """
     database = make_url(pg_url).database
     assert database
-    settings: dict[str, Any] = {"heartbeat_seconds": 1.0, "dead_after_seconds": 10.0, "poll_seconds": 1.0}
-    config = {
-        "tasks": [{"name": name, "interval": 1.0, "fixed_interval": True} for name in TASKS],
-        "quiv": settings,
-    }
-    procs = cluster.start({"p0": config, "p1": config, "p2": config})
-    wait_until(lambda: min(_completed_after(cluster, 0.0).values()) >= 2, 20.0, "every task to run twice")
+    procs = _three_processes(cluster)
 
     cut = cluster.now()
     assert _terminate_all(database) >= len(procs), "each process had sessions to lose"
@@ -130,13 +124,7 @@ def test_a_server_restart(cluster: Cluster, pg_url: str) -> None:
     once when it starts and once when it ends (its LISTEN connection is lost
     in any case; the pool's pre-ping replaces the other dead connections).
     """
-    settings: dict[str, Any] = {"heartbeat_seconds": 1.0, "dead_after_seconds": 10.0, "poll_seconds": 1.0}
-    config = {
-        "tasks": [{"name": name, "interval": 1.0, "fixed_interval": True} for name in TASKS],
-        "quiv": settings,
-    }
-    procs = cluster.start({"p0": config, "p1": config, "p2": config})
-    wait_until(lambda: min(_completed_after(cluster, 0.0).values()) >= 2, 20.0, "every task to run twice")
+    procs = _three_processes(cluster)
 
     subprocess.run(shlex.split(RESTART), check=True, timeout=120, capture_output=True)
     back = cluster.now()
@@ -200,6 +188,18 @@ def test_a_claim_whose_commit_answer_is_lost(cluster: Cluster, pg_url: str) -> N
         assert not audit_duplicates(cluster.audit())
     finally:
         proxy.close()
+
+
+def _three_processes(cluster: Cluster) -> list[Any]:
+    """Three processes running the six one-second tasks, returned once every task ran twice."""
+    settings: dict[str, Any] = {"heartbeat_seconds": 1.0, "dead_after_seconds": 10.0, "poll_seconds": 1.0}
+    config = {
+        "tasks": [{"name": name, "interval": 1.0, "fixed_interval": True} for name in TASKS],
+        "quiv": settings,
+    }
+    procs = cluster.start({"p0": config, "p1": config, "p2": config})
+    wait_until(lambda: min(_completed_after(cluster, 0.0).values()) >= 2, 20.0, "every task to run twice")
+    return procs
 
 
 def _stop_and_check(cluster: Cluster, procs: list[Any], outages: dict[str, tuple[int, int]] | int) -> None:
