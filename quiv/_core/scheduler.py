@@ -665,7 +665,6 @@ class Quiv:
         with self._lock:
             self._engine.check_readable_locked()
         if self._durable is not None:
-            self._durable.coordinator.prepare()
             return self._durable.store
         self._writer.flush()
         return self._writer.store

@@ -104,8 +104,6 @@ class Coordinator:
         self.unwritten = 0
         self.phase = NEW
         self.waiters = WaiterRegistry()
-        self.prepared = False
-        self._preparing = threading.Lock()
         self.last_wake: float | None = None
         self.last_job_start: float | None = None
         self._wake = threading.Event()
@@ -125,26 +123,12 @@ class Coordinator:
         self._ended: queue.SimpleQueue[JobState | None] = queue.SimpleQueue()
 
     # ------------------------------------------------------------ set-up
-    def prepare(self) -> None:
-        """Connect and create or upgrade the tables, once (first task, first operation or start).
-
-        A SQLite file is locked here, so every operation of a scheduler (started
-        or not) is refused while another process holds the file.
-        """
-        if self.prepared:
-            return
-        with self._preparing:  # two threads must not both lock the file: the second would be refused
-            if not self.prepared:
-                self.store.prepare()
-                self.prepared = True
-
     def declare(self, state: TaskState) -> tuple[TaskView, str]:
         """Match a task of this process to the stored one of its name: ``(view, outcome)``."""
         with self.lock:
             if self.phase in (STOPPING, STOPPED):
                 raise SchedulerStoppedError("the scheduler has been shut down; create a new Quiv")
             known = self.local.get(state.name)
-        self.prepare()
         if known is not None:
             if not self.store.missing_tasks([known.state.id]):
                 raise ConfigurationError(
@@ -166,7 +150,6 @@ class Coordinator:
         return stored.view(), outcome
 
     def start(self) -> None:
-        self.prepare()
         if not self.store.postgres:
             # One process per file (the file lock says so): every other worker row is a dead run's.
             abandoned, _dead, missed = self.store.sweep(-1e18)
@@ -344,38 +327,43 @@ class Coordinator:
                 return
 
     def _record_ends(self, batch: list[JobState]) -> None:
-        entries = [(job, self.local.get(job.task_name)) for job in batch]
-        outcomes: list[Ended] | None = None
-        deadline = time.monotonic() + self.dead_after
-        backoff = RETRY_SECONDS
         try:
-            while outcomes is None:
-                try:
-                    outcomes = self.store.finish_many(entries)
-                except DatabaseError as exc:
-                    if self.phase == STOPPED or time.monotonic() > deadline:
-                        for job in batch:
-                            self.logger.error(
-                                "job %s of task %r: its end could not be recorded (%s); the job will be "
-                                "marked abandoned",
-                                job.id,
-                                job.task_name,
-                                exc,
-                            )
-                        break
-                    self._failed(exc)
-                    self._stop.wait(backoff)
-                    backoff = min(RETRY_MAX_SECONDS, backoff * 2)
+            outcomes = self._write_ends(batch)
         except Exception:
             self.logger.exception("quiv failed to record the end of %d job(s)", len(batch))
-        if outcomes is not None:
-            self._succeeded()
+            outcomes = None
         results: list[Ended | None] = list(outcomes) if outcomes is not None else [None] * len(batch)
         for job, ended in zip(batch, results, strict=True):
             try:
                 self._ended_job(job, ended)
             except Exception:
                 self.logger.exception("quiv failed to finish job %s", job.id)
+
+    def _write_ends(self, batch: list[JobState]) -> list[Ended] | None:
+        """Write the ends, retrying through an outage; None once given up (the jobs will be abandoned)."""
+        entries = [(job, self.local.get(job.task_name)) for job in batch]
+        deadline = time.monotonic() + self.dead_after
+        backoff = RETRY_SECONDS
+        while True:
+            try:
+                outcomes = self.store.finish_many(entries)
+            except DatabaseError as exc:
+                if self.phase == STOPPED or time.monotonic() > deadline:
+                    for job in batch:
+                        self.logger.error(
+                            "job %s of task %r: its end could not be recorded (%s); the job will be "
+                            "marked abandoned",
+                            job.id,
+                            job.task_name,
+                            exc,
+                        )
+                    return None
+                self._failed(exc)
+                self._stop.wait(backoff)
+                backoff = min(RETRY_MAX_SECONDS, backoff * 2)
+            else:
+                self._succeeded()
+                return outcomes
 
     def _ended_job(self, job: JobState, ended: Ended | None) -> None:
         """After a job's end was written (or given up on): waiters, events, and the claimer's wake-up."""

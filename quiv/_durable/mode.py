@@ -5,10 +5,11 @@ hands an operation here when state lives in a durable database: each one is
 a transaction of the store (any task, whichever process declared it) and
 the events fire in the process that made the change.
 
-Every operation first prepares the store (connect, create the tables, lock a
-SQLite file), whether or not the scheduler was started: a ``Quiv`` that is
-never started is a client (the ``quiv`` command line is one). It reads and
-changes the shared state but registers no worker and claims no run.
+The store prepares itself (connect, create the tables, lock a SQLite file) in
+the first transaction of any operation, whether or not the scheduler was
+started: a ``Quiv`` that is never started is a client (the ``quiv`` command
+line is one). It reads and changes the shared state but registers no worker
+and claims no run.
 """
 
 from __future__ import annotations
@@ -125,7 +126,6 @@ class DurableMode:
                 f"update_task cannot change {', '.join(owned)} with a database_url: the code that "
                 "declares the task owns them (change it there and restart)"
             )
-        self.coordinator.prepare()
 
         def step(state: TaskState, now: float) -> Plan:
             settings = state.settings.merge(
@@ -145,7 +145,6 @@ class DurableMode:
         return model
 
     def remove(self, task_id: str) -> None:
-        self.coordinator.prepare()
         view, running = self.store.remove(task_id)
         self.coordinator.forget(view.name)
         if running is not None:
@@ -162,19 +161,16 @@ class DurableMode:
         self.listeners.emit_task(Event.TASK_REMOVED, view)
 
     def pause(self, task_id: str) -> None:
-        self.coordinator.prepare()
         view = self.coordinator.transition(task_id, "pause a task", lambda state, _now: state.pause())
         self.listeners.emit_task(Event.TASK_PAUSED, view)
 
     def resume(self, task_id: str, after: float) -> None:
-        self.coordinator.prepare()
         view = self.coordinator.transition(
             task_id, "resume a task", lambda state, now: state.resume(now + after)
         )
         self.listeners.emit_task(Event.TASK_RESUMED, view)
 
     def run_now(self, task_id: str, link: object | None = None) -> int:
-        self.coordinator.prepare()
         instruments = self.coordinator.runner.instruments
 
         def step(state: TaskState, now: float) -> Plan:
@@ -192,21 +188,17 @@ class DurableMode:
         return 1
 
     def get_task(self, task_id: str) -> Task:
-        self.coordinator.prepare()
         return self.store.task_view(task_id, self.coordinator.local).model()
 
     def get_all_tasks(self, include_run_once: bool) -> list[Task]:
-        self.coordinator.prepare()
         views = self.store.task_views(self.coordinator.local, include_run_once)
         return [view.model() for view in views]
 
     # ---------------------------------------------------------------- jobs
     def cancel(self, job_id: str) -> bool:
-        self.coordinator.prepare()
         return self.coordinator.cancel(job_id)
 
     def get_job(self, job_id: str) -> Job:
-        self.coordinator.prepare()
         # The row is the truth, even for a job running here: another process may have ended it
         # (abandoned, when this one was presumed dead) while its handler still runs.
         stored = self.store.get_job(job_id)
@@ -221,7 +213,6 @@ class DurableMode:
 
     def wait_for_job(self, job_id: str, timeout: float | None) -> Job:
         """A job running here wakes its waiter when it ends; one running elsewhere is polled."""
-        self.coordinator.prepare()
         coordinator = self.coordinator
         waiter = SyncWaiter()
         with coordinator.lock:
@@ -241,7 +232,6 @@ class DurableMode:
 
     def wait_for_task(self, task_id: str, timeout: float | None) -> Job:
         """The next job of the task to end, in this process or any other."""
-        self.coordinator.prepare()
         self.get_task(task_id)  # raises TaskNotFoundError
         coordinator = self.coordinator
         waiter = SyncWaiter()
@@ -306,7 +296,6 @@ class DurableMode:
 
     # --------------------------------------------------------------- stats
     def stats(self, pool_size: int, retention: float) -> SchedulerStats:
-        self.coordinator.prepare()
         from quiv.models import SchedulerStats
 
         coordinator = self.coordinator
@@ -336,7 +325,6 @@ class DurableMode:
 
     def workers(self) -> tuple[float, list[WorkerRow]]:
         """The processes registered in the database (with the database's time now), for ``quiv stats``."""
-        self.coordinator.prepare()
         return self.store.list_workers()
 
     def worker_health(self) -> tuple[int, float | None, float | None]:

@@ -156,6 +156,8 @@ class DurableStore:
         self._logger = logger
         self._closed = False
         self._lockfile: int | None = None
+        self._prepared = False
+        self._preparing = threading.Lock()
         #: SQLite has one connection, shared by every thread under this lock.
         self._serial = threading.RLock() if not self.postgres else None
         #: The ids of the last claim and their array literal (PostgreSQL), made again when they change.
@@ -214,10 +216,17 @@ class DurableStore:
         self._lockfile = fd
 
     @contextlib.contextmanager
-    def _tx(self, what: str, engine: Engine | None = None) -> Iterator[Connection]:
-        """One transaction; database failures become ``DatabaseError`` naming ``what`` and the server."""
+    def _tx(
+        self, what: str, engine: Engine | None = None, *, preparing: bool = False
+    ) -> Iterator[Connection]:
+        """One transaction; database failures become ``DatabaseError`` naming ``what`` and the server.
+
+        The first one prepares the store (see :meth:`prepare`), so no operation can skip it.
+        """
         if self._closed:
             raise DatabaseError(f"cannot {what}: the scheduler has shut down")
+        if not (preparing or self._prepared):
+            self.prepare()
         serial = self._serial
         if serial is not None:
             serial.acquire()
@@ -260,15 +269,25 @@ class DurableStore:
 
     # ------------------------------------------------------------- set-up
     def prepare(self) -> None:
-        """Connect, then create or upgrade the tables (once, whoever else starts now).
+        """Connect, then create or upgrade the tables, once (whoever else starts now).
 
-        A SQLite file is locked first: a second process gets a ``ConfigurationError`` here.
+        Called by the first transaction of every operation, started scheduler or
+        not: a SQLite file is locked first, so every operation is refused with
+        a ``ConfigurationError`` while another process holds the file.
         """
+        if self._prepared:
+            return
+        with self._preparing:  # two threads must not both lock the file: the second would be refused
+            if not self._prepared:
+                self._prepare_once()
+                self._prepared = True
+
+    def _prepare_once(self) -> None:
         if not self.postgres and self._lockfile is None:
             assert self.target.path is not None
             self._lock_file(self.target.path)
         try:
-            with self._tx("create its tables") as conn:
+            with self._tx("create its tables", preparing=True) as conn:
                 schema.prepare(conn, postgres=self.postgres)
         except DatabaseError as exc:
             if "permission denied" in str(exc):
@@ -666,10 +685,6 @@ class DurableStore:
             saves.append(self._state_values(state))
 
     # ---------------------------------------------------------------- end
-    def finish(self, job: JobState, local: _Local | None) -> Ended:
-        """Write a job's end (fenced) and the task's next step."""
-        return self.finish_many([(job, local)])[0]
-
     def finish_many(self, batch: Sequence[tuple[JobState, _Local | None]]) -> list[Ended]:
         """Write the ends of several jobs in one transaction (group commit).
 
