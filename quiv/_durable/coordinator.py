@@ -214,6 +214,10 @@ class Coordinator:
             try:
                 if self._unsure:
                     self._settle()
+                # The wait a claim returns counts from the clock read at its start: so does the sleep.
+                # Counted from its end instead, a process whose claims take longer (the one that lost
+                # the last race for a slot) would wake later than the others for every slot after.
+                began = time.monotonic()
                 claim = self.store.claim(self.worker_id, dict(self.local), free)
             except DatabaseError as exc:
                 self._unsure = True
@@ -244,7 +248,7 @@ class Coordinator:
             elif claim.wait is None:
                 timeout = self.poll
             else:
-                timeout = min(claim.wait, self.poll)
+                timeout = min(claim.wait - (time.monotonic() - began), self.poll)
             if timeout > 0:
                 self._wake.wait(timeout)
 

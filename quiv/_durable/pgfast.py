@@ -52,10 +52,8 @@ STATE_COLUMNS = (
 )
 _JOB_COLUMNS = (*JobRow._fields, "cancel_requested")
 
-_CLAIMABLE = (
-    "id = ANY(%s::varchar[]) AND running_job IS NULL"
-    f" AND (status <> '{TaskStatus.PAUSED.value}' OR manual_due IS NOT NULL)"
-)
+_SCHEDULED = f"id = ANY(%s::varchar[]) AND (status <> '{TaskStatus.PAUSED.value}' OR manual_due IS NOT NULL)"
+_CLAIMABLE = f"{_SCHEDULED} AND running_job IS NULL"
 #: Lock this worker's row against a sweep, read the database clock, and take the due rows, in one
 #: round trip. No row at all: the worker row is gone. One row of NULLs after ``_now``: nothing is due.
 _CLAIM = (
@@ -65,7 +63,11 @@ _CLAIM = (
     f"SELECT * FROM quiv_tasks WHERE {_CLAIMABLE} AND next_run_at <= w._now + %s"
     " ORDER BY next_run_at LIMIT %s FOR UPDATE SKIP LOCKED) AS t ON true"
 )
-_SOONEST = f"SELECT min(next_run_at) FROM quiv_tasks WHERE {_CLAIMABLE}"
+#: A running task's next slot (in the future) counts: the claimer wakes for it in case the run ends first.
+_SOONEST = (
+    f"SELECT min(next_run_at) FROM quiv_tasks WHERE {_SCHEDULED}"
+    " AND (running_job IS NULL OR next_run_at > %s)"
+)
 _INSERT_JOBS = (
     f"INSERT INTO quiv_jobs ({', '.join(_JOB_COLUMNS)})"
     f" SELECT {', '.join(_JOB_COLUMNS)} FROM json_populate_recordset(NULL::quiv_jobs, %s)"
@@ -140,9 +142,9 @@ def claim_rows(
     return now, [row for row in rows if row["id"] is not None]
 
 
-def soonest(conn: Connection, ids: str) -> float | None:
-    """The earliest ``next_run_at`` among the claimable rows of tasks ``ids``."""
-    value = _run(conn, _SOONEST, (ids,))[0][0]
+def soonest(conn: Connection, ids: str, now: float) -> float | None:
+    """The earliest ``next_run_at`` of tasks ``ids`` that could be claimed then (see :data:`_SOONEST`)."""
+    value = _run(conn, _SOONEST, (ids, now))[0][0]
     return None if value is None else float(value)
 
 

@@ -25,6 +25,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import tzinfo
@@ -68,6 +69,9 @@ _TERMINAL = tuple(s.value for s in JobStatus if s.is_terminal)
 _JOB_COLUMNS = tuple(getattr(jobs.c, name) for name in JobRow._fields)
 #: At most this many missed slots are recorded one by one per task and per catch-up.
 MISSED_LIMIT = 1000
+#: The end of a run that outlasted its task's next slot wakes the other processes (NOTIFY) at
+#: most this often per process: a hint, so that a steady stream of such ends costs little.
+WAKE_OTHERS_EVERY = 0.1
 MISSED = JobStatus.MISSED.value
 
 
@@ -162,6 +166,7 @@ class DurableStore:
         self._serial = threading.RLock() if not self.postgres else None
         #: The ids of the last claim and their array literal (PostgreSQL), made again when they change.
         self._ids: tuple[tuple[str, ...], str] = ((), "{}")
+        self._woke_others = -WAKE_OTHERS_EVERY
         if self.postgres:
             self._insert = _pg_insert
             idle_ms = max(1000, int(dead_after * 1000))
@@ -508,12 +513,13 @@ class DurableStore:
         return now, [row._mapping for row in conn.execute(statement)]
 
     @staticmethod
-    def _claimable(ids: Sequence[str]) -> Any:
-        return and_(
-            tasks.c.id.in_(ids),
-            tasks.c.running_job.is_(None),
-            or_(tasks.c.status != TaskStatus.PAUSED.value, tasks.c.manual_due.is_not(None)),
-        )
+    def _unpaused() -> Any:
+        """Not paused, or paused with a run asked for by hand."""
+        return or_(tasks.c.status != TaskStatus.PAUSED.value, tasks.c.manual_due.is_not(None))
+
+    @classmethod
+    def _claimable(cls, ids: Sequence[str]) -> Any:
+        return and_(tasks.c.id.in_(ids), tasks.c.running_job.is_(None), cls._unpaused())
 
     def _id_array(self, ids: Sequence[str]) -> str:
         key = tuple(ids)
@@ -521,10 +527,14 @@ class DurableStore:
             self._ids = (key, pgfast.id_array(key))
         return self._ids[1]
 
-    def _soonest(self, conn: Connection, ids: Sequence[str]) -> float | None:
+    def _soonest(self, conn: Connection, ids: Sequence[str], now: float) -> float | None:
+        """When the next row of tasks ``ids`` may be claimed: the earliest due time among those not
+        running, and the next slot (if still ahead) of those running, which may end before it."""
         if self.postgres:
-            return pgfast.soonest(conn, self._id_array(ids))
-        value = conn.execute(select(func.min(tasks.c.next_run_at)).where(self._claimable(ids))).scalar()
+            return pgfast.soonest(conn, self._id_array(ids), now)
+        scheduled = and_(tasks.c.id.in_(ids), self._unpaused())
+        waiting = or_(tasks.c.running_job.is_(None), tasks.c.next_run_at > now)
+        value = conn.execute(select(func.min(tasks.c.next_run_at)).where(scheduled, waiting)).scalar()
         return None if value is None else float(value)
 
     def _insert_rows(self, conn: Connection, rows: Sequence[JobRow]) -> set[str]:
@@ -616,7 +626,7 @@ class DurableStore:
                 self._save_states(conn, saves)
             wait = None
             if ids and len(started) < limit:  # a full pool waits for a job's end, not for a due time
-                soonest = self._soonest(conn, ids)
+                soonest = self._soonest(conn, ids, now)
                 if soonest is not None:
                     wait = max(0.0, soonest - now)
         return Claim(started, missed, wait)
@@ -715,6 +725,7 @@ class DurableStore:
                         results[job.id] = Ended(same, None, [])
             ended_here = [(job, local) for job, local in batch if job.id in written]
             saves: list[dict[str, Any]] = []
+            overran = False
             for job, local in ended_here:
                 now = written[job.id]
                 job.ended = max(now, job.started)
@@ -722,6 +733,7 @@ class DurableStore:
                 if row is None or row["running_job"] != job.id:
                     results[job.id] = Ended(True, None, [])  # removed meanwhile
                     continue
+                overran = overran or row["next_run_at"] <= now
                 state = self.hydrate(row, local)
                 state.running = job
                 plan = state.end_job(job, now)
@@ -729,7 +741,21 @@ class DurableStore:
                 self._stage(conn, state, plan, saves)
                 results[job.id] = Ended(True, state.view(), missed)
             self._save_states(conn, saves)
+            if overran:
+                self._wake_others(conn)
         return [results[job.id] for job, _ in batch]
+
+    def _wake_others(self, conn: Connection) -> None:
+        """A run outlasted its task's next slot: wake the other processes (see :data:`WAKE_OTHERS_EVERY`).
+
+        While it ran, a claim elsewhere found the task running and already due, so
+        had no due time to wake for: that process sleeps its poll interval, and
+        would leave the task's next slots to this one.
+        """
+        now = time.monotonic()
+        if now - self._woke_others >= WAKE_OTHERS_EVERY:
+            self._woke_others = now
+            self.notify(conn, "quiv_wake")
 
     def _record_overlap(
         self, conn: Connection, state: TaskState, job: JobState, plan: Plan, now: float
