@@ -35,17 +35,21 @@ class Waiter:
 class SyncWaiter(Waiter):
     """Wakes a thread blocked in :meth:`wait`."""
 
-    __slots__ = ("_done", "error", "job")
+    __slots__ = ("_done", "error", "job", "poke")
 
-    def __init__(self) -> None:
+    def __init__(self, poke: threading.Event | None = None) -> None:
         super().__init__()
         self._done = threading.Event()
         self.job: Job | None = None
         self.error: BaseException | None = None
+        #: Also set on release, for a caller that sleeps on an event of its own (a remote wait).
+        self.poke = poke
 
     def release(self, job: Job | None, error: BaseException | None) -> None:
         self.job, self.error = job, error
         self._done.set()
+        if self.poke is not None:
+            self.poke.set()
 
     def wait(self, timeout: float | None) -> bool:
         return self._done.wait(timeout)

@@ -42,7 +42,7 @@ from quiv._core.waiters import WaiterRegistry, release_all
 from quiv._core.watchdog import Watchdog
 from quiv._delivery.events import Listeners
 from quiv._durable.relay import CHANNEL, Relay, Sink
-from quiv._durable.store import DurableStore, Ended, PresumedDead, _Local, definition_hash
+from quiv._durable.store import ENDED, DurableStore, Ended, PresumedDead, _Local, definition_hash
 from quiv._enums import Event, JobStatus
 from quiv._exceptions import ConfigurationError, DatabaseError, SchedulerStoppedError
 from quiv._store.base import JobRow
@@ -121,6 +121,8 @@ class Coordinator:
         self.relay = Relay(store, lambda: self.worker_id, listeners, logger) if self.notify else None
         #: Finished jobs, for the end writer: those waiting share one transaction.
         self._ended: queue.SimpleQueue[JobState | None] = queue.SimpleQueue()
+        #: Waiters for jobs that run elsewhere, by task or job id: set when NOTIFY says one ended.
+        self._watchers: dict[str, set[threading.Event]] = {}
 
     # ------------------------------------------------------------ set-up
     def declare(self, state: TaskState) -> tuple[TaskView, str]:
@@ -520,6 +522,31 @@ class Coordinator:
             with contextlib.suppress(DatabaseError):
                 self.store.set_wants_events(self.worker_id, False)
 
+    # ------------------------------------------------------ remote waits
+    def watch(self, key: str, event: threading.Event) -> None:
+        """Set ``event`` whenever NOTIFY says a job of task ``key`` (or job ``key``) ended elsewhere."""
+        with self.lock:
+            self._watchers.setdefault(key, set()).add(event)
+
+    def unwatch(self, key: str, event: threading.Event) -> None:
+        with self.lock:
+            events = self._watchers.get(key)
+            if events is not None:
+                events.discard(event)
+                if not events:
+                    del self._watchers[key]
+
+    def _ended_elsewhere(self, payload: str | None) -> None:
+        """Wake the waiters named in a :data:`~quiv._durable.store.ENDED` payload (None: all of them)."""
+        with self.lock:
+            if payload is None:
+                woken = {event for events in self._watchers.values() for event in events}
+            else:
+                keys = {key for entry in payload.split(",") for key in entry.split(":")}
+                woken = {event for key in keys for event in self._watchers.get(key, ())}
+        for event in woken:
+            event.set()
+
     # ---------------------------------------------------------- listener
     def _listen_loop(self) -> None:
         import psycopg
@@ -533,13 +560,17 @@ class Coordinator:
                     conn.execute("LISTEN quiv_wake")
                     conn.execute("LISTEN quiv_cancel")
                     conn.execute(f"LISTEN {CHANNEL}")
+                    conn.execute(f"LISTEN {ENDED}")
                     backoff = RETRY_SECONDS
                     self._wake.set()  # what changed while we were not listening
+                    self._ended_elsewhere(None)
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=1.0):
                             if note.channel == CHANNEL:
                                 if self.relay is not None:
                                     self.relay.receive(note.payload)
+                            elif note.channel == ENDED:
+                                self._ended_elsewhere(note.payload)
                             elif note.channel == "quiv_cancel":
                                 self.cancel_local(
                                     note.payload, "cancelled by cancel_job() in another process"

@@ -15,6 +15,7 @@ and claims no run.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import tzinfo
@@ -44,8 +45,10 @@ if TYPE_CHECKING:
 
 __all__ = ["DurableMode"]
 
-#: How often a wait on a job running in another process looks at its row.
+#: How often a wait on a job running in another process looks at its row when no NOTIFY can wake it.
 REMOTE_WAIT_POLL_SECONDS = 0.1
+#: A remote wait marks its task as awaited for this long (database clock), renewed halfway.
+AWAIT_SECONDS = 60.0
 #: Changes update_task cannot make in the durable modes: the code that declares a task owns them.
 _CODE_OWNED = ("func", "task_name", "progress_callback")
 #: Rows a wait for a task's next job skips: still running, or a slot nobody ran.
@@ -212,7 +215,7 @@ class DurableMode:
         return job_model(row)
 
     def wait_for_job(self, job_id: str, timeout: float | None) -> Job:
-        """A job running here wakes its waiter when it ends; one running elsewhere is polled."""
+        """A job running here wakes its waiter when it ends; so does one running elsewhere (NOTIFY)."""
         coordinator = self.coordinator
         waiter = SyncWaiter()
         with coordinator.lock:
@@ -222,19 +225,27 @@ class DurableMode:
         if here:
             return self._block(waiter, timeout, f"job {job_id!r} did not end within {timeout} s")
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            job = self.get_job(job_id)
-            if job.status is not JobStatus.RUNNING:
-                return job
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"job {job_id!r} did not end within {timeout} s")
-            self._pause(deadline)
+        job = self.get_job(job_id)
+        if job.status is not JobStatus.RUNNING:
+            return job
+        with _RemoteWait(self, job.task_id, job_id) as remote:
+            while True:
+                job = self.get_job(job_id)
+                if job.status is not JobStatus.RUNNING:
+                    return job
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"job {job_id!r} did not end within {timeout} s")
+                remote.sleep(deadline)
 
     def wait_for_task(self, task_id: str, timeout: float | None) -> Job:
         """The next job of the task to end, in this process or any other."""
         self.get_task(task_id)  # raises TaskNotFoundError
+        with _RemoteWait(self, task_id, task_id) as remote:
+            return self._wait_for_task(task_id, timeout, remote)
+
+    def _wait_for_task(self, task_id: str, timeout: float | None, remote: _RemoteWait) -> Job:
         coordinator = self.coordinator
-        waiter = SyncWaiter()
+        waiter = SyncWaiter(poke=remote.event)
         with coordinator.lock:
             coordinator.waiters.add("task", task_id, waiter)
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -252,7 +263,7 @@ class DurableMode:
 
         try:
             while True:
-                if waiter.wait(REMOTE_WAIT_POLL_SECONDS):
+                if waiter.wait(0):
                     if waiter.error is not None:
                         raise waiter.error
                     assert waiter.job is not None
@@ -272,6 +283,7 @@ class DurableMode:
                     ) from None
                 if deadline is not None and time.monotonic() >= deadline:
                     raise TimeoutError(f"no job of task {task_id!r} ended within {timeout} s")
+                remote.sleep(deadline)
         finally:
             with coordinator.lock:
                 coordinator.waiters.discard(waiter)
@@ -286,13 +298,6 @@ class DurableMode:
             raise waiter.error
         assert waiter.job is not None
         return waiter.job
-
-    @staticmethod
-    def _pause(deadline: float | None) -> None:
-        pause = REMOTE_WAIT_POLL_SECONDS
-        if deadline is not None:
-            pause = max(0.0, min(pause, deadline - time.monotonic()))
-        time.sleep(pause)
 
     # --------------------------------------------------------------- stats
     def stats(self, pool_size: int, retention: float) -> SchedulerStats:
@@ -356,3 +361,55 @@ class DurableMode:
 
     def stop(self, timeout: float) -> int:
         return self.coordinator.stop(timeout)
+
+
+class _RemoteWait:
+    """How a wait for a job that may end in another process sleeps between two reads of the tables.
+
+    With a LISTEN connection (PostgreSQL, ``notify=True``, a started scheduler)
+    the task is marked as awaited in its row, so that a job of it that ends
+    anywhere sends ``NOTIFY quiv_ended``, which sets :attr:`event`; the reads
+    then happen when something ended, and at least every ``poll_seconds`` in
+    case a notification was lost. Otherwise the wait reads every
+    :data:`REMOTE_WAIT_POLL_SECONDS`. A local release (``SyncWaiter(poke=...)``)
+    sets the same event.
+    """
+
+    def __init__(self, mode: DurableMode, task_id: str, key: str) -> None:
+        coordinator = mode.coordinator
+        self.store = mode.store
+        self.coordinator = coordinator
+        self.task_id = task_id
+        self.key = key
+        self.event = threading.Event()
+        self.notified = coordinator.notify and coordinator.phase == RUNNING
+        self.floor = coordinator.poll if self.notified else REMOTE_WAIT_POLL_SECONDS
+        self.renew_at = 0.0
+
+    def __enter__(self) -> _RemoteWait:
+        if self.notified:
+            # Watch before marking: an end committed after the mark finds the watcher in place.
+            self.coordinator.watch(self.key, self.event)
+            self._mark()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.notified:
+            self.coordinator.unwatch(self.key, self.event)
+
+    def _mark(self) -> None:
+        self.store.await_task(self.task_id, AWAIT_SECONDS)  # a task gone: the caller's next read says so
+        self.renew_at = time.monotonic() + AWAIT_SECONDS / 2
+
+    def sleep(self, deadline: float | None) -> None:
+        """Until the event, the floor, or ``deadline``; the caller reads the tables next."""
+        now = time.monotonic()
+        pause = self.floor
+        if self.notified:
+            pause = min(pause, max(0.0, self.renew_at - now))
+        if deadline is not None:
+            pause = min(pause, max(0.0, deadline - now))
+        self.event.wait(pause)
+        self.event.clear()  # before the caller's read: an end after it sets the event again
+        if self.notified and time.monotonic() >= self.renew_at:
+            self._mark()

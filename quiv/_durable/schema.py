@@ -46,7 +46,7 @@ from quiv._schedule.options import COLUMNS
 __all__ = ["SCHEMA_VERSION", "jobs", "metadata", "prepare", "tasks", "workers"]
 
 #: The version this code writes and reads. Bump it with an entry in ``_UPGRADES``.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: ``pg_advisory_xact_lock`` key for schema changes (any fixed number; "quiv" in ASCII).
 _LOCK_KEY = 0x71756976
 
@@ -76,6 +76,9 @@ tasks = Table(
     Column("manual_due", _TIME),
     Column("started_once", Boolean, nullable=False, default=False),
     Column("running_job", String),
+    # Until when (database clock) some process waits for a job of this task to end
+    # (wait_for_job, wait_for_task): such an end sends NOTIFY quiv_ended. Added in version 2.
+    Column("awaited_until", _TIME, nullable=False, default=0.0, server_default=text("0")),
     Index("ix_quiv_tasks_due", "next_run_at"),
 )
 
@@ -124,8 +127,15 @@ meta = Table(
     Column("value", String, nullable=False),
 )
 
+
+def _add_awaited_until(conn: Connection) -> None:
+    """Version 1 to 2: the tasks' ``awaited_until`` column."""
+    kind = "double precision" if conn.dialect.name == "postgresql" else "REAL"
+    conn.execute(text(f"ALTER TABLE quiv_tasks ADD COLUMN awaited_until {kind} NOT NULL DEFAULT 0"))
+
+
 #: ``_UPGRADES[n]`` takes a schema from version ``n`` to ``n + 1``.
-_UPGRADES: dict[int, Callable[[Connection], None]] = {}
+_UPGRADES: dict[int, Callable[[Connection], None]] = {1: _add_awaited_until}
 
 
 def prepare(conn: Connection, *, postgres: bool) -> int:

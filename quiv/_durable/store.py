@@ -69,6 +69,11 @@ _TERMINAL = tuple(s.value for s in JobStatus if s.is_terminal)
 _JOB_COLUMNS = tuple(getattr(jobs.c, name) for name in JobRow._fields)
 #: At most this many missed slots are recorded one by one per task and per catch-up.
 MISSED_LIMIT = 1000
+#: The channel of the ends of awaited jobs: ``task_id:job_id`` entries (or a bare task id: removed),
+#: comma-separated, for the waiters of other processes (see :meth:`DurableStore.await_task`).
+ENDED = "quiv_ended"
+#: NOTIFY payloads must stay under 8,000 bytes.
+_PAYLOAD_BYTES = 7900
 #: The end of a run that outlasted its task's next slot wakes the other processes (NOTIFY) at
 #: most this often per process: a hint, so that a steady stream of such ends costs little.
 WAKE_OTHERS_EVERY = 0.1
@@ -726,6 +731,7 @@ class DurableStore:
             ended_here = [(job, local) for job, local in batch if job.id in written]
             saves: list[dict[str, Any]] = []
             overran = False
+            awaited: list[str] = []
             for job, local in ended_here:
                 now = written[job.id]
                 job.ended = max(now, job.started)
@@ -734,6 +740,8 @@ class DurableStore:
                     results[job.id] = Ended(True, None, [])  # removed meanwhile
                     continue
                 overran = overran or row["next_run_at"] <= now
+                if row["awaited_until"] > now:
+                    awaited.append(f"{job.task.id}:{job.id}")
                 state = self.hydrate(row, local)
                 state.running = job
                 plan = state.end_job(job, now)
@@ -743,7 +751,31 @@ class DurableStore:
             self._save_states(conn, saves)
             if overran:
                 self._wake_others(conn)
+            self._tell_ended(conn, awaited)
         return [results[job.id] for job, _ in batch]
+
+    def _tell_ended(self, conn: Connection, entries: Sequence[str]) -> None:
+        """Send ``entries`` on :data:`ENDED` when this transaction commits, in payloads under the limit."""
+        payload = ""
+        for entry in entries:
+            if payload and len(payload) + 1 + len(entry) > _PAYLOAD_BYTES:
+                self.notify(conn, ENDED, payload)
+                payload = ""
+            payload = f"{payload},{entry}" if payload else entry
+        if payload:
+            self.notify(conn, ENDED, payload)
+
+    def await_task(self, task_id: str, seconds: float) -> bool:
+        """Ask for :data:`ENDED` notifications of this task's job ends for the next ``seconds``.
+
+        False if the task is gone. Several waiters may ask at once: the latest deadline wins.
+        """
+        with self._tx("wait for a job's end") as conn:
+            now = self.now(conn)
+            latest = func.greatest if self.postgres else func.max  # SQLite's two-argument max
+            until = latest(tasks.c.awaited_until, now + seconds)
+            result = conn.execute(update(tasks).where(tasks.c.id == task_id).values(awaited_until=until))
+            return bool(result.rowcount)
 
     def _wake_others(self, conn: Connection) -> None:
         """A run outlasted its task's next slot: wake the other processes (see :data:`WAKE_OTHERS_EVERY`).
@@ -814,6 +846,7 @@ class DurableStore:
                 self._abandon(conn, found, now, why, out, missed)
             if out:
                 self.notify(conn, "quiv_wake")
+                self._tell_ended(conn, [f"{row.task_id}:{row.id}" for _, row in out])
         return out, dead, missed
 
     def _abandon(
@@ -896,6 +929,7 @@ class DurableStore:
                 self._abandon(conn, found, now, why, out, missed)
             if out:
                 self.notify(conn, "quiv_wake")
+                self._tell_ended(conn, [f"{row.task_id}:{row.id}" for _, row in out])
         return out, missed
 
     # ------------------------------------------------------------ control
@@ -927,6 +961,8 @@ class DurableStore:
                 conn.execute(update(jobs).where(jobs.c.id == running).values(cancel_requested=True))
                 self.notify(conn, "quiv_cancel", running)
             self.notify(conn, "quiv_wake")
+            if row._mapping["awaited_until"] > self.now(conn):
+                self._tell_ended(conn, [task_id])
             return state.view(), running
 
     def request_cancel(self, job_id: str) -> bool:
@@ -1058,7 +1094,13 @@ class DurableStore:
 _SAVE_TASK = (
     update(tasks)
     .where(tasks.c.id == bindparam("_id"))
-    .values({c.name: bindparam(c.name) for c in tasks.c if c.name not in ("id", "created_at", "definition")})
+    .values(
+        {
+            c.name: bindparam(c.name)
+            for c in tasks.c
+            if c.name not in ("id", "created_at", "definition", "awaited_until")
+        }
+    )
 )
 _SAVE_STATE = (
     update(tasks)

@@ -132,13 +132,13 @@ def wait_for_listen(pg_conninfo: str) -> None:
     """Until the scheduler's LISTEN connection is up: a NOTIFY sent before would be lost."""
     import psycopg
 
-    from quiv._durable.relay import CHANNEL
+    from quiv._durable.store import ENDED
 
-    def listening() -> bool:
+    def listening() -> bool:  # the listener's last LISTEN is the one on ENDED
         with psycopg.connect(pg_conninfo) as conn:
             rows = conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query = %s",
-                (f"LISTEN {CHANNEL}",),
+                (f"LISTEN {ENDED}",),
             ).fetchone()
         return rows is not None and rows[0] > 0
 

@@ -1,0 +1,203 @@
+"""Waiting for a job that runs in another process: woken by its end, not by reading the row over and over.
+
+``wait_for_job`` and ``wait_for_task`` in instance A on a job running in
+instance B mark the task as awaited; the end of a job of an awaited task
+sends ``NOTIFY quiv_ended``, which wakes A's waiter at once. A reads the
+shared tables again only then, and at the floor of ``poll_seconds`` (set to
+30 s here, so any read in between would come from polling). With
+``notify=False`` there is no LISTEN, and the waiter reads the row every 0.1 s
+as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import pytest
+
+from quiv import Job, JobStatus, Quiv, TaskNotFoundError
+from quiv._durable.schema import SCHEMA_VERSION
+
+from .durable_support import DEADLINE, Gate, shutdown_together, sql, workers
+
+#: How long a job is held after its waiter is in place: a polling waiter reads the row 5 times meanwhile.
+HOLD = 0.5
+
+
+@pytest.fixture(autouse=True)
+def _stop_together() -> Iterator[None]:
+    yield
+    shutdown_together()
+
+
+class Reads:
+    """Counts the calls a scheduler's store gets to the named read methods."""
+
+    def __init__(self, scheduler: Quiv, names: Sequence[str]) -> None:
+        assert scheduler._durable is not None
+        store = scheduler._durable.coordinator.store
+        self.count = 0
+        for name in names:
+            setattr(store, name, self._counting(getattr(store, name)))
+
+    def _counting(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return method(*args, **kwargs)
+
+        return counted
+
+
+def _awaited(conninfo: str, task_id: str) -> bool:
+    rows = sql(conninfo, "SELECT awaited_until > 0 FROM quiv_tasks WHERE id = %s", (task_id,))
+    return bool(rows and rows[0][0])
+
+
+def _wait_for_mark(conninfo: str, task_id: str) -> None:
+    deadline = threading.Event()
+    for _ in range(int(DEADLINE / 0.01)):
+        if _awaited(conninfo, task_id):
+            return
+        deadline.wait(0.01)
+    raise AssertionError("the waiter never marked the task as awaited")
+
+
+def _in_thread(call: Callable[[], Job]) -> tuple[threading.Thread, list[Job | BaseException]]:
+    out: list[Job | BaseException] = []
+
+    def run() -> None:
+        try:
+            out.append(call())
+        except BaseException as exc:  # examined by the test
+            out.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, out
+
+
+def test_wait_for_job_in_another_instance_is_woken_by_its_end(
+    pg_url: str, pg_conninfo: str, make_quiv: Callable[..., Quiv]
+) -> None:
+    (a, _), (b, _) = workers(make_quiv, pg_url, 2, poll_seconds=30)
+    gate = Gate()
+    task_id = b.add_task("work", gate, interval=3600)
+    a.start()
+    b.start()
+    job_id = gate.next_start()
+    reads = Reads(a, ["get_job"])
+    thread, out = _in_thread(lambda: a.wait_for_job(job_id, timeout=DEADLINE))
+    _wait_for_mark(pg_conninfo, task_id)
+    threading.Event().wait(HOLD)  # a polling waiter would read the row meanwhile
+    gate.release.set()
+    thread.join(DEADLINE)
+    assert [(j.id, j.status) for j in out if isinstance(j, Job)] == [(job_id, JobStatus.COMPLETED)], out
+    assert reads.count <= 3, f"the waiter read the job {reads.count} times: it polled"
+
+
+def test_wait_for_task_in_another_instance_is_woken_by_its_end(
+    pg_url: str, pg_conninfo: str, make_quiv: Callable[..., Quiv]
+) -> None:
+    (a, _), (b, _) = workers(make_quiv, pg_url, 2, poll_seconds=30)
+    gate = Gate()
+    task_id = b.add_task("work", gate, interval=3600)
+    a.start()
+    b.start()
+    job_id = gate.next_start()
+    reads = Reads(a, ["list_jobs", "task_view"])
+    thread, out = _in_thread(lambda: a.wait_for_task(task_id, timeout=DEADLINE))
+    _wait_for_mark(pg_conninfo, task_id)
+    threading.Event().wait(HOLD)
+    gate.release.set()
+    thread.join(DEADLINE)
+    assert [(j.id, j.status) for j in out if isinstance(j, Job)] == [(job_id, JobStatus.COMPLETED)], out
+    assert reads.count <= 6, f"the waiter read the jobs {reads.count} times: it polled"
+
+
+def test_a_removal_elsewhere_wakes_wait_for_task_at_once(
+    pg_url: str, pg_conninfo: str, make_quiv: Callable[..., Quiv]
+) -> None:
+    (a, _), (b, _) = workers(make_quiv, pg_url, 2, poll_seconds=30)
+    task_id = b.add_task("work", lambda: None, interval=3600, delay=3600)
+    a.start()
+    b.start()
+    thread, out = _in_thread(lambda: a.wait_for_task(task_id, timeout=DEADLINE * 2))
+    _wait_for_mark(pg_conninfo, task_id)
+    b.remove_task(task_id)
+    thread.join(DEADLINE)  # less than the poll floor: only the notification can end it this soon
+    assert not thread.is_alive(), "wait_for_task still waits on a task removed elsewhere"
+    assert [type(e) for e in out] == [TaskNotFoundError]
+
+
+def test_an_abandoned_job_wakes_its_waiter_in_another_instance(
+    pg_url: str, pg_conninfo: str, make_quiv: Callable[..., Quiv]
+) -> None:
+    """B's worker row is deleted (as when presumed dead): a sweep abandons the job, A's wait returns it."""
+    (a, _), (b, _) = workers(make_quiv, pg_url, 2, poll_seconds=30)
+    gate = Gate(ignore_stop=True)
+    task_id = b.add_task("work", gate, interval=3600)
+    a.start()
+    b.start()
+    job_id = gate.next_start()
+    thread, out = _in_thread(lambda: a.wait_for_job(job_id, timeout=DEADLINE))
+    _wait_for_mark(pg_conninfo, task_id)
+    sql(pg_conninfo, "DELETE FROM quiv_workers WHERE id = %s", (b.worker_id,))
+    thread.join(DEADLINE)
+    gate.release.set()
+    assert [(j.id, j.status) for j in out if isinstance(j, Job)] == [(job_id, JobStatus.ABANDONED)], out
+
+
+def test_without_notify_a_remote_wait_still_ends(pg_url: str, make_quiv: Callable[..., Quiv]) -> None:
+    (a, _), (b, _) = workers(make_quiv, pg_url, 2, notify=False)
+    gate = Gate()
+    b.add_task("work", gate, interval=3600)
+    a.start()
+    b.start()
+    job_id = gate.next_start()
+    thread, out = _in_thread(lambda: a.wait_for_job(job_id, timeout=DEADLINE))
+    gate.release.set()
+    thread.join(DEADLINE)
+    assert [(j.id, j.status) for j in out if isinstance(j, Job)] == [(job_id, JobStatus.COMPLETED)], out
+
+
+def test_a_version_1_schema_is_upgraded_with_the_awaited_column(
+    pg_url: str, pg_conninfo: str, make_quiv: Callable[..., Quiv]
+) -> None:
+    """Tables of schema 1 (no ``awaited_until``) with a task in them: the next start upgrades them."""
+    assert SCHEMA_VERSION == 2
+    ((first, _),) = workers(make_quiv, pg_url, 1)
+    task_id = first.add_task("kept", lambda: None, interval=3600, delay=3600)
+    first.shutdown()
+    sql(pg_conninfo, "ALTER TABLE quiv_tasks DROP COLUMN awaited_until")
+    sql(pg_conninfo, "UPDATE quiv_meta SET value = '1' WHERE key = 'schema_version'")
+    ((second, _),) = workers(make_quiv, pg_url, 1)
+    second.add_task("kept", lambda: None, interval=3600, delay=3600)
+    second.start()
+    assert second.get_task(task_id).task_name == "kept"
+    assert sql(pg_conninfo, "SELECT value FROM quiv_meta WHERE key = 'schema_version'") == [("2",)]
+    assert sql(pg_conninfo, "SELECT awaited_until FROM quiv_tasks WHERE id = %s", (task_id,)) == [(0.0,)]
+
+
+def test_a_version_1_sqlite_file_is_upgraded_with_the_awaited_column(
+    sqlite_url: str, make_quiv: Callable[..., Quiv]
+) -> None:
+    """The same upgrade on a durable SQLite file."""
+    path = sqlite_url.removeprefix("sqlite:///")
+    ((first, _),) = workers(make_quiv, sqlite_url, 1)
+    task_id = first.add_task("kept", lambda: None, interval=3600, delay=3600)
+    first.shutdown()
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("ALTER TABLE quiv_tasks DROP COLUMN awaited_until")
+        conn.execute("UPDATE quiv_meta SET value = '1' WHERE key = 'schema_version'")
+    ((second, _),) = workers(make_quiv, sqlite_url, 1)
+    second.add_task("kept", lambda: None, interval=3600, delay=3600)
+    second.start()
+    assert second.get_task(task_id).task_name == "kept"
+    second.shutdown()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT value FROM quiv_meta").fetchall() == [("2",)]
+        assert conn.execute("SELECT awaited_until FROM quiv_tasks").fetchall() == [(0.0,)]
