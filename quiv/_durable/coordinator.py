@@ -42,7 +42,7 @@ from quiv._core.waiters import WaiterRegistry, release_all
 from quiv._core.watchdog import Watchdog
 from quiv._delivery.events import Listeners
 from quiv._durable.relay import CHANNEL, Relay, Sink
-from quiv._durable.store import ENDED, DurableStore, Ended, PresumedDead, _Local, definition_hash
+from quiv._durable.store import ENDED, WANTED, DurableStore, Ended, PresumedDead, _Local, definition_hash
 from quiv._enums import Event, JobStatus
 from quiv._exceptions import ConfigurationError, DatabaseError, SchedulerStoppedError
 from quiv._store.base import JobRow
@@ -560,7 +560,8 @@ class Coordinator:
                     conn.execute("LISTEN quiv_wake")
                     conn.execute("LISTEN quiv_cancel")
                     conn.execute(f"LISTEN {CHANNEL}")
-                    conn.execute(f"LISTEN {ENDED}")
+                    conn.execute(f"LISTEN {WANTED}")
+                    conn.execute(f"LISTEN {ENDED}")  # the last: tests wait for it to know we listen
                     backoff = RETRY_SECONDS
                     self._wake.set()  # what changed while we were not listening
                     self._ended_elsewhere(None)
@@ -571,6 +572,9 @@ class Coordinator:
                                     self.relay.receive(note.payload)
                             elif note.channel == ENDED:
                                 self._ended_elsewhere(note.payload)
+                            elif note.channel == WANTED:
+                                if self.relay is not None:
+                                    self.relay.send(True)  # the heartbeat stops it when nobody wants them
                             elif note.channel == "quiv_cancel":
                                 self.cancel_local(
                                     note.payload, "cancelled by cancel_job() in another process"

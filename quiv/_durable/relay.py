@@ -65,6 +65,8 @@ class Relay:
         self.sending = False
         self.sinks: tuple[Sink, ...] = ()
         self._lock = threading.Condition()
+        #: Serialises :meth:`send` (its own lock: the listeners' taps take ``_lock``).
+        self._switch = threading.Lock()
         self._events: list[str] = []
         self._progress: dict[str, _Report] = {}
         self._last_progress: dict[str, float] = {}
@@ -74,8 +76,12 @@ class Relay:
 
     # --------------------------------------------------------------- sending
     def send(self, wanted: bool) -> None:
-        """Start or stop sending, as some process (or none) wants events."""
-        if wanted == self.sending:
+        """Start or stop sending, as some process (or none) wants events (heartbeat or listener thread)."""
+        with self._switch:
+            self._send(wanted)
+
+    def _send(self, wanted: bool) -> None:
+        if wanted == self.sending or (wanted and self._stopping):
             return
         self.sending = wanted
         for event in Event:

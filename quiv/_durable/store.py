@@ -72,6 +72,9 @@ MISSED_LIMIT = 1000
 #: The channel of the ends of awaited jobs: ``task_id:job_id`` entries (or a bare task id: removed),
 #: comma-separated, for the waiters of other processes (see :meth:`DurableStore.await_task`).
 ENDED = "quiv_ended"
+#: Sent when a process starts to want the live events of the others (its stream got a client),
+#: so that they start relaying at once rather than at their next heartbeat.
+WANTED = "quiv_wanted"
 #: NOTIFY payloads must stay under 8,000 bytes.
 _PAYLOAD_BYTES = 7900
 #: The end of a run that outlasted its task's next slot wakes the other processes (NOTIFY) at
@@ -319,6 +322,8 @@ class DurableStore:
     def set_wants_events(self, worker_id: str, wanted: bool) -> None:
         with self._tx("record this process's interest in events") as conn:
             conn.execute(update(workers).where(workers.c.id == worker_id).values(wants_events=wanted))
+            if wanted:
+                self.notify(conn, WANTED)
 
     def events_wanted(self) -> bool:
         """True if some live process serves a live stream (so events should be relayed)."""

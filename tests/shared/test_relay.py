@@ -191,3 +191,33 @@ def test_a_dashboard_stream_shows_the_jobs_another_process_ran(pair: tuple[Quiv,
     assert messages[1]["payload"] == {"done": 1}
     assert messages[2]["worker"] == runner.worker_id
     assert messages[2]["task_id"] == task_id
+
+
+def test_a_stream_that_starts_later_is_relayed_to_at_once_not_at_the_next_heartbeat(pg_url: str) -> None:
+    """Heartbeats every 30 s: the runner hears at once (NOTIFY) that the watcher now wants events."""
+    config = QuivConfig(database_url=pg_url, heartbeat_seconds=30, dead_after_seconds=60, poll_seconds=0.5)
+    watcher, runner = Quiv(config=config), Quiv(config=config)
+    try:
+        ran = threading.Event()
+        runner.add_task("work", ran.set, interval=3600, delay=3600)
+        watcher.start()
+        runner.start()
+        relay = runner._durable.coordinator.relay if runner._durable is not None else None
+        assert relay is not None
+
+        def sending() -> bool:  # read afresh each time (mypy would narrow the attribute itself)
+            assert relay is not None
+            return relay.sending
+
+        assert not sending()
+        inbox: queue.Queue[dict[str, Any]] = queue.Queue()
+        watcher._subscribe_remote(inbox.put)  # a first client connects to the watcher's stream
+        deadline = time.monotonic() + DEADLINE
+        while not sending():
+            assert time.monotonic() < deadline, "the runner did not start relaying before its heartbeat"
+            time.sleep(0.01)
+        runner.run_task_immediately(next(t.id for t in runner.get_all_tasks()))
+        drain_until(inbox, lambda p: p["e"] == "job_completed")
+    finally:
+        watcher.shutdown(timeout=5)
+        runner.shutdown(timeout=5)
