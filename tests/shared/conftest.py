@@ -79,6 +79,13 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'quiv.db'}"
 
 
+@pytest.fixture(params=["postgresql", "sqlite"])
+def durable_url(request: pytest.FixtureRequest) -> str:
+    """Each test twice: on PostgreSQL (:func:`pg_url`) and on a SQLite file (:func:`sqlite_url`)."""
+    name = "pg_url" if request.param == "postgresql" else "sqlite_url"
+    return str(request.getfixturevalue(name))
+
+
 @pytest.fixture
 def cluster(pg_url: str, pg_conninfo: str, tmp_path: Path) -> Iterator[Cluster]:
     """Real quiv processes (``tests/shared/procs.py``) on the test's database, with an audit table.

@@ -18,14 +18,9 @@ from typing import Any
 import pytest
 
 from quiv import Event, Quiv
+from quiv._durable.store import Claim
 
 from .durable_support import DEADLINE, Events, Gate, shutdown_together, workers
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def url(request: pytest.FixtureRequest) -> str:
-    name = "pg_url" if request.param == "postgresql" else "sqlite_url"
-    return str(request.getfixturevalue(name))
 
 
 @pytest.fixture(autouse=True)
@@ -34,42 +29,38 @@ def _stop_together() -> Iterator[None]:
     shutdown_together()
 
 
-def test_a_claim_that_finds_the_task_running_waits_for_its_next_slot(
-    url: str, make_quiv: Callable[..., Quiv]
-) -> None:
-    """The task runs (its next slot 60 s on): a claim takes nothing and says to wake in about 60 s."""
+def _claim_while_running(make_quiv: Callable[..., Quiv], url: str, *, paused: bool) -> Claim:
+    """Start a task every 60 s, hold its first run, optionally pause it, and claim meanwhile."""
     ((q, _log),) = workers(make_quiv, url, 1, poll_seconds=3600)
     gate = Gate()
-    q.add_task("tick", gate, interval=60, fixed_interval=True)
+    task = q.add_task("tick", gate, interval=60, fixed_interval=True)
     q.start()
     gate.next_start()
+    if paused:
+        q.pause_task(task)
     assert q._durable is not None
     coordinator = q._durable.coordinator
     try:
-        claim = coordinator.store.claim(coordinator.worker_id, dict(coordinator.local), 4)
+        return coordinator.store.claim(coordinator.worker_id, dict(coordinator.local), 4)
     finally:
         gate.release.set()
+
+
+def test_a_claim_that_finds_the_task_running_waits_for_its_next_slot(
+    durable_url: str, make_quiv: Callable[..., Quiv]
+) -> None:
+    """The task runs (its next slot 60 s on): a claim takes nothing and says to wake in about 60 s."""
+    claim = _claim_while_running(make_quiv, durable_url, paused=False)
     assert claim.started == []
     assert claim.wait is not None, "a running task's next slot was not counted: the claimer would poll"
     assert 55.0 < claim.wait <= 60.0
 
 
 def test_a_paused_task_running_its_last_run_is_not_waited_for(
-    url: str, make_quiv: Callable[..., Quiv]
+    durable_url: str, make_quiv: Callable[..., Quiv]
 ) -> None:
     """Paused while its run goes on: the task has no next slot to wake for."""
-    ((q, _log),) = workers(make_quiv, url, 1, poll_seconds=3600)
-    gate = Gate()
-    task = q.add_task("tick", gate, interval=60, fixed_interval=True)
-    q.start()
-    gate.next_start()
-    q.pause_task(task)
-    assert q._durable is not None
-    coordinator = q._durable.coordinator
-    try:
-        claim = coordinator.store.claim(coordinator.worker_id, dict(coordinator.local), 4)
-    finally:
-        gate.release.set()
+    claim = _claim_while_running(make_quiv, durable_url, paused=True)
     assert claim.started == []
     assert claim.wait is None
 

@@ -21,12 +21,6 @@ from quiv import Event, JobStatus, Quiv
 from .durable_support import DEADLINE, Events, Gate, eventually, shutdown_together, workers
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-def url(request: pytest.FixtureRequest) -> str:
-    name = "pg_url" if request.param == "postgresql" else "sqlite_url"
-    return str(request.getfixturevalue(name))
-
-
 @pytest.fixture(autouse=True)
 def _stop_together() -> Iterator[None]:
     yield
@@ -53,10 +47,10 @@ class HeldWriter:
 
 
 def test_a_worker_takes_the_next_job_while_the_last_end_is_being_written(
-    url: str, make_quiv: Callable[..., Quiv]
+    durable_url: str, make_quiv: Callable[..., Quiv]
 ) -> None:
     """One worker: the second task's job starts while the first one's end is still unwritten."""
-    ((q, _log),) = workers(make_quiv, url, 1, pool_size=1)
+    ((q, _log),) = workers(make_quiv, durable_url, 1, pool_size=1)
     writer = HeldWriter(q)
     events = Events(q)
     started: queue.Queue[str] = queue.Queue()
@@ -72,10 +66,10 @@ def test_a_worker_takes_the_next_job_while_the_last_end_is_being_written(
 
 
 def test_ends_that_wait_together_are_written_in_one_transaction(
-    url: str, make_quiv: Callable[..., Quiv]
+    durable_url: str, make_quiv: Callable[..., Quiv]
 ) -> None:
     """While the writer is held on the first end, the others queue up and go in the next batch."""
-    ((q, _log),) = workers(make_quiv, url, 1, pool_size=4)
+    ((q, _log),) = workers(make_quiv, durable_url, 1, pool_size=4)
     writer = HeldWriter(q)
     events = Events(q)
     names = [f"t{i}" for i in range(4)]
@@ -98,9 +92,9 @@ def test_ends_that_wait_together_are_written_in_one_transaction(
     assert len(writer.batches) == (1 if len(first) == len(names) else 2), writer.batches
 
 
-def test_shutdown_waits_for_the_ends_being_written(url: str, make_quiv: Callable[..., Quiv]) -> None:
+def test_shutdown_waits_for_the_ends_being_written(durable_url: str, make_quiv: Callable[..., Quiv]) -> None:
     """A job whose handler returned but whose end is not written yet is recorded before shutdown returns."""
-    ((q, _log),) = workers(make_quiv, url, 1)
+    ((q, _log),) = workers(make_quiv, durable_url, 1)
     writer = HeldWriter(q)
     task_id = q.add_task("once", lambda: None, interval=3600)
     q.start()
@@ -110,7 +104,7 @@ def test_shutdown_waits_for_the_ends_being_written(url: str, make_quiv: Callable
     writer.release.set()
     stopping.join(DEADLINE)
     assert not stopping.is_alive()
-    reader = make_quiv(database_url=url)
+    reader = make_quiv(database_url=durable_url)
     (job,) = reader.get_all_jobs(task_id=task_id)
     assert job.status is JobStatus.COMPLETED
 
@@ -129,9 +123,11 @@ def test_notify_false_turns_off_prepared_statements(
         assert raw.prepare_threshold == threshold
 
 
-def test_cancel_of_a_job_whose_handler_returned_is_refused(url: str, make_quiv: Callable[..., Quiv]) -> None:
+def test_cancel_of_a_job_whose_handler_returned_is_refused(
+    durable_url: str, make_quiv: Callable[..., Quiv]
+) -> None:
     """Its end is still being written, but there is nothing left to stop: False, as in the default mode."""
-    ((q, _log),) = workers(make_quiv, url, 1)
+    ((q, _log),) = workers(make_quiv, durable_url, 1)
     writer = HeldWriter(q)
     events = Events(q)
     q.add_task("once", lambda: None, interval=3600)
@@ -144,9 +140,11 @@ def test_cancel_of_a_job_whose_handler_returned_is_refused(url: str, make_quiv: 
     assert ended.id == job_id
 
 
-def test_a_second_cancel_of_a_running_job_is_refused(url: str, make_quiv: Callable[..., Quiv]) -> None:
+def test_a_second_cancel_of_a_running_job_is_refused(
+    durable_url: str, make_quiv: Callable[..., Quiv]
+) -> None:
     """The first cancel sets the stop event; the second has nothing to add: False, as in the default mode."""
-    ((q, _log),) = workers(make_quiv, url, 1)
+    ((q, _log),) = workers(make_quiv, durable_url, 1)
     gate = Gate(ignore_stop=True)
     q.add_task("held", gate, interval=3600)
     q.start()

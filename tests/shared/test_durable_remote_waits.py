@@ -80,42 +80,55 @@ def _in_thread(call: Callable[[], Job]) -> tuple[threading.Thread, list[Job | Ba
     return thread, out
 
 
-def test_wait_for_job_in_another_instance_is_woken_by_its_end(
-    pg_url: str, pg_conninfo: str, make_quiv: Callable[..., Quiv]
-) -> None:
+def _remote_wait(
+    make_quiv: Callable[..., Quiv],
+    pg_url: str,
+    pg_conninfo: str,
+    reads_of: Sequence[str],
+    wait: Callable[[Quiv, str, str], Job],
+) -> tuple[list[Job | BaseException], str, int]:
+    """B runs a job, held; A waits for it with ``wait(a, task_id, job_id)``, counting its reads.
+
+    The job is released ``HOLD`` s after A marked the task as awaited. Returns
+    what the wait gave, the job's id and how many reads of ``reads_of`` A made.
+    """
     (a, _), (b, _) = workers(make_quiv, pg_url, 2, poll_seconds=30)
     gate = Gate()
     task_id = b.add_task("work", gate, interval=3600)
     a.start()
     b.start()
     job_id = gate.next_start()
-    reads = Reads(a, ["get_job"])
-    thread, out = _in_thread(lambda: a.wait_for_job(job_id, timeout=DEADLINE))
+    reads = Reads(a, reads_of)
+    thread, out = _in_thread(lambda: wait(a, task_id, job_id))
     _wait_for_mark(pg_conninfo, task_id)
-    threading.Event().wait(HOLD)  # a polling waiter would read the row meanwhile
+    threading.Event().wait(HOLD)  # a polling waiter would read meanwhile
     gate.release.set()
     thread.join(DEADLINE)
+    return out, job_id, reads.count
+
+
+def test_wait_for_job_in_another_instance_is_woken_by_its_end(
+    pg_url: str, pg_conninfo: str, make_quiv: Callable[..., Quiv]
+) -> None:
+    out, job_id, reads = _remote_wait(
+        make_quiv, pg_url, pg_conninfo, ["get_job"], lambda a, _task, job: a.wait_for_job(job, DEADLINE)
+    )
     assert [(j.id, j.status) for j in out if isinstance(j, Job)] == [(job_id, JobStatus.COMPLETED)], out
-    assert reads.count <= 3, f"the waiter read the job {reads.count} times: it polled"
+    assert reads <= 3, f"the waiter read the job {reads} times: it polled"
 
 
 def test_wait_for_task_in_another_instance_is_woken_by_its_end(
     pg_url: str, pg_conninfo: str, make_quiv: Callable[..., Quiv]
 ) -> None:
-    (a, _), (b, _) = workers(make_quiv, pg_url, 2, poll_seconds=30)
-    gate = Gate()
-    task_id = b.add_task("work", gate, interval=3600)
-    a.start()
-    b.start()
-    job_id = gate.next_start()
-    reads = Reads(a, ["list_jobs", "task_view"])
-    thread, out = _in_thread(lambda: a.wait_for_task(task_id, timeout=DEADLINE))
-    _wait_for_mark(pg_conninfo, task_id)
-    threading.Event().wait(HOLD)
-    gate.release.set()
-    thread.join(DEADLINE)
+    out, job_id, reads = _remote_wait(
+        make_quiv,
+        pg_url,
+        pg_conninfo,
+        ["list_jobs", "task_view"],
+        lambda a, task, _job: a.wait_for_task(task, DEADLINE),
+    )
     assert [(j.id, j.status) for j in out if isinstance(j, Job)] == [(job_id, JobStatus.COMPLETED)], out
-    assert reads.count <= 6, f"the waiter read the jobs {reads.count} times: it polled"
+    assert reads <= 6, f"the waiter read the jobs {reads} times: it polled"
 
 
 def test_a_removal_elsewhere_wakes_wait_for_task_at_once(
