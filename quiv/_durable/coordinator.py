@@ -563,8 +563,11 @@ class Coordinator:
                     conn.execute(f"LISTEN {WANTED}")
                     conn.execute(f"LISTEN {ENDED}")  # the last: tests wait for it to know we listen
                     backoff = RETRY_SECONDS
-                    self._wake.set()  # what changed while we were not listening
+                    # What changed while we were not listening: due runs, ends, a stream's first client.
+                    self._wake.set()
                     self._ended_elsewhere(None)
+                    if self.relay is not None:
+                        self.relay.send(self.store.events_wanted())
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=1.0):
                             if note.channel == CHANNEL:

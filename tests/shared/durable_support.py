@@ -230,3 +230,14 @@ class LogRecords(BaseLogRecords):
         logger.addHandler(self)
         logger.setLevel(logging.DEBUG)
         logger.propagate = False
+
+
+def wait_for_listeners(conninfo: str, count: int, timeout: float = DEADLINE) -> None:
+    """Until ``count`` schedulers listen (their last LISTEN is on ``quiv_ended``): a NOTIFY sent
+    before could be lost, and a listener that connects later wakes every remote waiter once."""
+    from quiv._durable.store import ENDED
+
+    query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query = %s"
+    assert eventually(lambda: sql(conninfo, query, (f"LISTEN {ENDED}",))[0][0] >= count, timeout), (
+        f"fewer than {count} schedulers listen"
+    )

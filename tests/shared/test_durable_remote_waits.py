@@ -22,7 +22,7 @@ import pytest
 from quiv import Job, JobStatus, Quiv, TaskNotFoundError
 from quiv._durable.schema import SCHEMA_VERSION
 
-from .durable_support import DEADLINE, Gate, shutdown_together, sql, workers
+from .durable_support import DEADLINE, Gate, shutdown_together, sql, wait_for_listeners, workers
 
 #: How long a job is held after its waiter is in place: a polling waiter reads the row 5 times meanwhile.
 HOLD = 0.5
@@ -97,6 +97,7 @@ def _remote_wait(
     task_id = b.add_task("work", gate, interval=3600)
     a.start()
     b.start()
+    wait_for_listeners(pg_conninfo, 2)
     job_id = gate.next_start()
     reads = Reads(a, reads_of)
     thread, out = _in_thread(lambda: wait(a, task_id, job_id))
@@ -138,6 +139,7 @@ def test_a_removal_elsewhere_wakes_wait_for_task_at_once(
     task_id = b.add_task("work", lambda: None, interval=3600, delay=3600)
     a.start()
     b.start()
+    wait_for_listeners(pg_conninfo, 2)
     thread, out = _in_thread(lambda: a.wait_for_task(task_id, timeout=DEADLINE * 2))
     _wait_for_mark(pg_conninfo, task_id)
     b.remove_task(task_id)
@@ -155,6 +157,7 @@ def test_an_abandoned_job_wakes_its_waiter_in_another_instance(
     task_id = b.add_task("work", gate, interval=3600)
     a.start()
     b.start()
+    wait_for_listeners(pg_conninfo, 2)
     job_id = gate.next_start()
     thread, out = _in_thread(lambda: a.wait_for_job(job_id, timeout=DEADLINE))
     _wait_for_mark(pg_conninfo, task_id)

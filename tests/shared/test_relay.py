@@ -13,8 +13,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from quiv import Event, Quiv, QuivConfig
+from quiv._durable.coordinator import Coordinator
 from quiv.types import ProgressHook
+
+from .durable_support import wait_for_listeners
 
 DEADLINE = 15.0
 
@@ -193,8 +198,25 @@ def test_a_dashboard_stream_shows_the_jobs_another_process_ran(pair: tuple[Quiv,
     assert messages[2]["task_id"] == task_id
 
 
-def test_a_stream_that_starts_later_is_relayed_to_at_once_not_at_the_next_heartbeat(pg_url: str) -> None:
-    """Heartbeats every 30 s: the runner hears at once (NOTIFY) that the watcher now wants events."""
+@pytest.mark.parametrize("listener", ["listening", "late"])
+def test_a_stream_that_starts_later_is_relayed_to_at_once_not_at_the_next_heartbeat(
+    pg_url: str, pg_conninfo: str, listener: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Heartbeats every 30 s: the runner hears at once that the watcher now wants events.
+
+    ``listening``: by the NOTIFY sent with the watcher's mark. ``late``: the
+    runner's LISTEN connection comes up only after that NOTIFY was sent (and
+    lost), as right after a start; it reads the mark when it connects.
+    """
+    listen_now = threading.Event()
+    if listener == "late":
+        original = Coordinator._listen_loop
+
+        def late_listen(self: Coordinator) -> None:
+            listen_now.wait(DEADLINE)
+            original(self)
+
+        monkeypatch.setattr(Coordinator, "_listen_loop", late_listen)
     config = QuivConfig(database_url=pg_url, heartbeat_seconds=30, dead_after_seconds=60, poll_seconds=0.5)
     watcher, runner = Quiv(config=config), Quiv(config=config)
     try:
@@ -202,6 +224,9 @@ def test_a_stream_that_starts_later_is_relayed_to_at_once_not_at_the_next_heartb
         runner.add_task("work", ran.set, interval=3600, delay=3600)
         watcher.start()
         runner.start()
+        if listener == "listening":
+            listen_now.set()
+            wait_for_listeners(pg_conninfo, 2)
         relay = runner._durable.coordinator.relay if runner._durable is not None else None
         assert relay is not None
 
@@ -212,6 +237,7 @@ def test_a_stream_that_starts_later_is_relayed_to_at_once_not_at_the_next_heartb
         assert not sending()
         inbox: queue.Queue[dict[str, Any]] = queue.Queue()
         watcher._subscribe_remote(inbox.put)  # a first client connects to the watcher's stream
+        listen_now.set()
         deadline = time.monotonic() + DEADLINE
         while not sending():
             assert time.monotonic() < deadline, "the runner did not start relaying before its heartbeat"
