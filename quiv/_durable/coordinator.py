@@ -108,6 +108,7 @@ class Coordinator:
         self.last_job_start: float | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._beat_now = threading.Event()
         self._drained = threading.Condition(self.lock)
         self._queue: queue.SimpleQueue[JobState | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
@@ -437,7 +438,11 @@ class Coordinator:
     # ---------------------------------------------------------- heartbeat
     def _beat_loop(self) -> None:
         next_purge = 0.0
-        while not self._stop.wait(self.heartbeat_seconds):
+        while True:
+            self._beat_now.wait(self.heartbeat_seconds)  # or sooner, when the listener connects
+            self._beat_now.clear()
+            if self._stop.is_set():
+                return
             try:
                 if not self.store.heartbeat(self.worker_id):
                     self._reincarnate()
@@ -566,8 +571,9 @@ class Coordinator:
                     # What changed while we were not listening: due runs, ends, a stream's first client.
                     self._wake.set()
                     self._ended_elsewhere(None)
-                    if self.relay is not None:
-                        self.relay.send(self.store.events_wanted())
+                    # The heartbeat reads whether some stream wants events: not this thread, which
+                    # shutdown does not wait for, so it must not hold a pooled connection then.
+                    self._beat_now.set()
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=1.0):
                             if note.channel == CHANNEL:
@@ -628,6 +634,7 @@ class Coordinator:
             self.phase = STOPPING
             jobs = [j for j in self.live.values() if j.request_stop("cancelled: the scheduler shut down")]
         self._stop.set()
+        self._beat_now.set()
         self._wake.set()
         self.clock.unsubscribe(self._wake.set)
         for job in jobs:

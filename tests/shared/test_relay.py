@@ -247,3 +247,35 @@ def test_a_stream_that_starts_later_is_relayed_to_at_once_not_at_the_next_heartb
     finally:
         watcher.shutdown(timeout=5)
         runner.shutdown(timeout=5)
+
+
+def test_the_listener_thread_never_holds_a_pooled_connection(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shutdown does not wait for the LISTEN thread, so it must not use the store's pool: a
+    connection it held while the engine was disposed would be left open, and only garbage
+    collection would close it (a ResourceWarning in whatever runs then)."""
+    from quiv._durable.store import DurableStore
+
+    threads: set[str] = set()
+    original = DurableStore._tx
+
+    def recording(self: DurableStore, *args: Any, **kwargs: Any) -> Any:
+        threads.add(threading.current_thread().name)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(DurableStore, "_tx", recording)
+    config = QuivConfig(database_url=pg_url, heartbeat_seconds=0.2, dead_after_seconds=5, poll_seconds=0.5)
+    watcher, runner = Quiv(config=config), Quiv(config=config)
+    try:
+        runner.add_task("work", lambda: None, interval=0.1)
+        watcher.start()
+        runner.start()
+        inbox: queue.Queue[dict[str, Any]] = queue.Queue()
+        watcher._subscribe_remote(inbox.put)
+        drain_until(inbox, lambda p: p["e"] == "job_completed")
+    finally:
+        watcher.shutdown(timeout=5)
+        runner.shutdown(timeout=5)
+    assert "quiv-listener" not in threads
+    assert "quiv-heartbeat" in threads  # the reads the listener asks for happen there
