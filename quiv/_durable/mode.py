@@ -240,11 +240,8 @@ class DurableMode:
     def wait_for_task(self, task_id: str, timeout: float | None) -> Job:
         """The next job of the task to end, in this process or any other."""
         self.get_task(task_id)  # raises TaskNotFoundError
-        with _RemoteWait(self, task_id, task_id) as remote:
-            return self._wait_for_task(task_id, timeout, remote)
-
-    def _wait_for_task(self, task_id: str, timeout: float | None, remote: _RemoteWait) -> Job:
         coordinator = self.coordinator
+        remote = _RemoteWait(self, task_id, task_id)
         waiter = SyncWaiter(poke=remote.event)
         with coordinator.lock:
             coordinator.waiters.add("task", task_id, waiter)
@@ -261,29 +258,32 @@ class DurableMode:
                     return job_model(tuple(row))
             return None
 
+        # The jobs that had ended are known before the task is marked as awaited (a transaction of
+        # its own): a job that ends meanwhile is not in ``seen``, so the first read finds it.
         try:
-            while True:
-                if waiter.wait(0):
-                    if waiter.error is not None:
-                        raise waiter.error
-                    assert waiter.job is not None
-                    return waiter.job
-                job = ended()
-                if job is not None:
-                    return job
-                try:
-                    self.get_task(task_id)
-                except TaskNotFoundError:
-                    # Removed, maybe by another process; a job that ended just before still counts.
+            with remote:
+                while True:
+                    if waiter.wait(0):
+                        if waiter.error is not None:
+                            raise waiter.error
+                        assert waiter.job is not None
+                        return waiter.job
                     job = ended()
                     if job is not None:
                         return job
-                    raise TaskNotFoundError(
-                        f"task {task_id!r} was removed before a job of it ended"
-                    ) from None
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise TimeoutError(f"no job of task {task_id!r} ended within {timeout} s")
-                remote.sleep(deadline)
+                    try:
+                        self.get_task(task_id)
+                    except TaskNotFoundError:
+                        # Removed, maybe by another process; a job that ended just before still counts.
+                        job = ended()
+                        if job is not None:
+                            return job
+                        raise TaskNotFoundError(
+                            f"task {task_id!r} was removed before a job of it ended"
+                        ) from None
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise TimeoutError(f"no job of task {task_id!r} ended within {timeout} s")
+                    remote.sleep(deadline)
         finally:
             with coordinator.lock:
                 coordinator.waiters.discard(waiter)

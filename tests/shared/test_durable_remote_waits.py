@@ -12,6 +12,7 @@ as before.
 from __future__ import annotations
 
 import contextlib
+import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from quiv import Job, JobStatus, Quiv, TaskNotFoundError
+from quiv import Event, Job, JobStatus, Quiv, TaskNotFoundError
 from quiv._durable.schema import SCHEMA_VERSION
 
 from .durable_support import DEADLINE, Gate, shutdown_together, sql, wait_for_listeners, workers
@@ -217,3 +218,31 @@ def test_a_version_1_sqlite_file_is_upgraded_with_the_awaited_column(
     with contextlib.closing(sqlite3.connect(path)) as conn:
         assert conn.execute("SELECT value FROM quiv_meta").fetchall() == [("2",)]
         assert conn.execute("SELECT awaited_until FROM quiv_tasks").fetchall() == [(0.0,)]
+
+
+def test_a_job_that_ends_while_the_task_is_being_marked_is_the_one_returned(
+    pg_url: str, make_quiv: Callable[..., Quiv]
+) -> None:
+    """wait_for_task right after run_task_immediately: the run ends while the waiter marks the task
+    (held here until it has). The jobs already ended were read before the mark, so that run is
+    the next job to end, and the wait returns it instead of waiting for another."""
+    (a, _), (b, _) = workers(make_quiv, pg_url, 2, poll_seconds=30)
+    completed: queue.Queue[str] = queue.Queue()
+    b.add_listener(Event.JOB_COMPLETED, lambda _event, _task, job: completed.put(job.id))
+    task_id = b.add_task("work", lambda: None, interval=3600, delay=3600)
+    a.start()
+    b.start()
+    assert a._durable is not None
+    store = a._durable.coordinator.store
+    mark = store.await_task
+
+    ran: list[str] = []
+
+    def mark_after_the_run(task: str, seconds: float) -> bool:
+        ran.append(completed.get(timeout=DEADLINE))
+        return mark(task, seconds)
+
+    store.await_task = mark_after_the_run  # type: ignore[method-assign,assignment]
+    a.run_task_immediately(task_id)
+    job = a.wait_for_task(task_id, timeout=5)
+    assert (job.id, job.status) == (ran[0], JobStatus.COMPLETED)
