@@ -223,26 +223,32 @@ def test_a_version_1_sqlite_file_is_upgraded_with_the_awaited_column(
 def test_a_job_that_ends_while_the_task_is_being_marked_is_the_one_returned(
     pg_url: str, make_quiv: Callable[..., Quiv]
 ) -> None:
-    """wait_for_task right after run_task_immediately: the run ends while the waiter marks the task
-    (held here until it has). The jobs already ended were read before the mark, so that run is
-    the next job to end, and the wait returns it instead of waiting for another."""
+    """A run that ends after the waiter read the jobs already ended, but before its mark of the
+    task committed (both held here in that order), is the next job to end: the wait returns it."""
     (a, _), (b, _) = workers(make_quiv, pg_url, 2, poll_seconds=30)
     completed: queue.Queue[str] = queue.Queue()
     b.add_listener(Event.JOB_COMPLETED, lambda _event, _task, job: completed.put(job.id))
-    task_id = b.add_task("work", lambda: None, interval=3600, delay=3600)
+    gate = Gate()
+    task_id = b.add_task("work", gate, interval=3600, delay=3600)
     a.start()
     b.start()
     assert a._durable is not None
     store = a._durable.coordinator.store
-    mark = store.await_task
-
+    read, mark = store.list_jobs, store.await_task
     ran: list[str] = []
+
+    def read_then_release(query: Any) -> Any:
+        rows = read(query)
+        gate.release.set()  # the run may end once the waiter knows which jobs had ended
+        return rows
 
     def mark_after_the_run(task: str, seconds: float) -> bool:
         ran.append(completed.get(timeout=DEADLINE))
         return mark(task, seconds)
 
+    store.list_jobs = read_then_release  # type: ignore[method-assign]
     store.await_task = mark_after_the_run  # type: ignore[method-assign,assignment]
     a.run_task_immediately(task_id)
+    gate.next_start()
     job = a.wait_for_task(task_id, timeout=5)
     assert (job.id, job.status) == (ran[0], JobStatus.COMPLETED)
