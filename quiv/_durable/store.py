@@ -52,6 +52,7 @@ from sqlalchemy.pool import StaticPool
 from quiv._core.handlers import injection_plan
 from quiv._core.task import DELETE, JobState, Plan, TaskState, TaskView
 from quiv._durable import pgfast, schema
+from quiv._durable.relay import MAX_PAYLOAD
 from quiv._durable.schema import jobs, tasks, workers
 from quiv._durable.url import DatabaseTarget
 from quiv._enums import JobStatus, TaskStatus
@@ -75,8 +76,6 @@ ENDED = "quiv_ended"
 #: Sent when a process starts to want the live events of the others (its stream got a client),
 #: so that they start relaying at once rather than at their next heartbeat.
 WANTED = "quiv_wanted"
-#: NOTIFY payloads must stay under 8,000 bytes.
-_PAYLOAD_BYTES = 7900
 #: The end of a run that outlasted its task's next slot wakes the other processes (NOTIFY) at
 #: most this often per process: a hint, so that a steady stream of such ends costs little.
 WAKE_OTHERS_EVERY = 0.1
@@ -763,7 +762,7 @@ class DurableStore:
         """Send ``entries`` on :data:`ENDED` when this transaction commits, in payloads under the limit."""
         payload = ""
         for entry in entries:
-            if payload and len(payload) + 1 + len(entry) > _PAYLOAD_BYTES:
+            if payload and len(payload) + 1 + len(entry) > MAX_PAYLOAD:
                 self.notify(conn, ENDED, payload)
                 payload = ""
             payload = f"{payload},{entry}" if payload else entry
@@ -966,7 +965,7 @@ class DurableStore:
                 conn.execute(update(jobs).where(jobs.c.id == running).values(cancel_requested=True))
                 self.notify(conn, "quiv_cancel", running)
             self.notify(conn, "quiv_wake")
-            if row._mapping["awaited_until"] > self.now(conn):
+            if row._mapping["awaited_until"] > 0:  # a mark that has expired costs one spare NOTIFY
                 self._tell_ended(conn, [task_id])
             return state.view(), running
 

@@ -140,27 +140,27 @@ def test_cancel_of_a_job_whose_handler_returned_is_refused(
     assert ended.id == job_id
 
 
+def _cancel_twice(runner: Quiv, canceller: Quiv) -> tuple[bool, bool]:
+    """``runner`` runs a job that ignores its stop event; ``canceller`` cancels it twice."""
+    gate = Gate(ignore_stop=True)
+    runner.add_task("held", gate, interval=3600)
+    runner.start()
+    job_id = gate.next_start()
+    try:
+        return canceller.cancel_job(job_id), canceller.cancel_job(job_id)
+    finally:
+        gate.release.set()
+
+
 def test_a_second_cancel_of_a_running_job_is_refused(
     durable_url: str, make_quiv: Callable[..., Quiv]
 ) -> None:
     """The first cancel sets the stop event; the second has nothing to add: False, as in the default mode."""
     ((q, _log),) = workers(make_quiv, durable_url, 1)
-    gate = Gate(ignore_stop=True)
-    q.add_task("held", gate, interval=3600)
-    q.start()
-    job_id = gate.next_start()
-    assert q.cancel_job(job_id) is True
-    assert q.cancel_job(job_id) is False
-    gate.release.set()
+    assert _cancel_twice(q, q) == (True, False)
 
 
 def test_a_second_cancel_from_another_process_is_refused(pg_url: str, make_quiv: Callable[..., Quiv]) -> None:
     """Asked from a process that does not run the job, the second request is refused too."""
     (a, _), (b, _) = workers(make_quiv, pg_url, 2)
-    gate = Gate(ignore_stop=True)
-    a.add_task("held", gate, interval=3600)
-    a.start()
-    job_id = gate.next_start()
-    assert b.cancel_job(job_id) is True
-    assert b.cancel_job(job_id) is False
-    gate.release.set()
+    assert _cancel_twice(a, b) == (True, False)
